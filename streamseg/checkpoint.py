@@ -1,0 +1,149 @@
+"""Checkpoints: safetensors weights + JSON metadata in the same file's header.
+
+The header's `streamseg` entry says everything needed to rebuild the model
+(architecture, options, classes, palette, normalisation, training summary).
+Loading parses JSON and raw tensors only — no pickle, no code execution.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from .classes import CAMVID_CLASSES, CAMVID_PALETTE
+from .models import build_model, resolve
+
+FORMAT = "streamseg-checkpoint/1"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt or does not match its architecture."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a checkpoint says about its model: enough to rebuild and run it."""
+    name: str                                   # what the user asked for, e.g. "deeplab"
+    arch: str                                   # key in MODELS, e.g. "deeplabv3plus"
+    options: dict[str, Any] = field(default_factory=dict)
+    classes: tuple[str, ...] = CAMVID_CLASSES
+    palette: tuple[tuple[int, int, int], ...] = CAMVID_PALETTE
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    input_size: tuple[int, int] = (360, 480)    # (H, W) the model was evaluated at
+    training: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @classmethod
+    def for_model(cls, name: str, **kw: Any) -> ModelInfo:
+        arch, options = resolve(name, **kw.pop("options", {}))
+        return cls(name=name, arch=arch, options=options, **kw)
+
+    def to_json(self) -> str:
+        return json.dumps({"format": FORMAT, **asdict(self)})
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelInfo:
+        data = json.loads(text)
+        if data.pop("format", None) != FORMAT:
+            raise CheckpointError("not a streamseg checkpoint (format tag missing)")
+        data["classes"] = tuple(data["classes"])
+        data["palette"] = tuple(tuple(c) for c in data["palette"])
+        for key in ("mean", "std", "input_size"):
+            data[key] = tuple(data[key])
+        return cls(**data)
+
+    def build(self) -> nn.Module:
+        return build_model(self.arch, self.num_classes, **self.options)
+
+
+def atomic_write(path: str | Path, write: Any) -> Path:
+    """Call `write(tmp_path)`, then rename into place, so readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo, *, half: bool = False) -> Path:
+    """Write weights (FP16 storage with `half`) and metadata atomically."""
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    return atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"streamseg": info.to_json()}))
+
+
+def read_info(path: str | Path) -> ModelInfo:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from None
+    if "streamseg" not in meta:
+        raise CheckpointError(f"{path} has no streamseg metadata; was it written by `streamseg`/`python -m train`?")
+    try:
+        return ModelInfo.from_json(meta["streamseg"])
+    except (KeyError, TypeError, json.JSONDecodeError) as error:
+        raise CheckpointError(f"{path}: bad metadata ({error})") from None
+
+
+def load_state(path: str | Path) -> dict[str, torch.Tensor]:
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error}") from None
+
+
+def load_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    """Strict load with a message that names the first mismatches."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
+             if k in state and state[k].shape != v.shape]
+    if missing or unexpected or wrong:
+        parts = [f"{label}: {', '.join(items[:3])}{' …' if len(items) > 3 else ''}"
+                 for label, items in (("shape mismatch", wrong), ("missing", missing), ("unexpected", unexpected))
+                 if items]
+        raise CheckpointError(f"{source} does not match the architecture ({'; '.join(parts)})")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, ModelInfo]:
+    """Rebuild the model the file describes and load its weights (eval mode)."""
+    if not Path(path).is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    info = read_info(path)
+    try:
+        model = info.build()
+    except ValueError as error:
+        raise CheckpointError(f"{path}: {error}") from None
+    load_weights(model, load_state(path), str(path))
+    return model.to(device).eval(), info
+
+
+def shipped_weights(name: str) -> Path | None:
+    """The packaged checkpoint for a preset name, if it was shipped."""
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    return path if path.is_file() else None

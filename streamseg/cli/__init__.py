@@ -1,0 +1,19 @@
+"""The `streamseg` command: a thin click layer over the library.
+
+Each sub-command lives in its own module here and only parses options,
+builds configs and calls library functions.
+"""
+from __future__ import annotations
+
+import click
+
+from .models import models
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.version_option(package_name="streamseg")
+def main() -> None:
+    """Semantic segmentation of driving video (CamVid classes)."""
+
+
+main.add_command(models)

@@ -1,0 +1,34 @@
+"""`streamseg models`: the model zoo as a table."""
+from __future__ import annotations
+
+import click
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from ..checkpoint import shipped_weights
+from ..models import FAMILIES, PRESETS, build_model, list_models, resolve
+
+
+def describe(name: str, height: int = 360, width: int = 480) -> dict:
+    """Parameters and GFLOPs (multiply-add = 2 FLOPs) of a model at H x W."""
+    arch, options = resolve(name)
+    model = build_model(name).eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(torch.zeros(1, 3, height, width))
+    backbone = options.get("backbone", options.get("encoder", "classic") if arch == "unet" else "")
+    return {"name": name, "arch": arch, "family": FAMILIES[arch], "backbone": backbone,
+            "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
+            "gflops": counter.get_total_flops() / 1e9,
+            "weights": shipped_weights(name) is not None}
+
+
+@click.command()
+@click.option("--all", "show_all", is_flag=True, help="Also list every architecture, not just the shipped presets.")
+def models(show_all: bool) -> None:
+    """List models: family, backbone, parameters, GFLOPs at 360x480, shipped weights."""
+    names = list_models() if show_all else list(PRESETS)
+    click.echo(f"{'name':<14} {'arch':<14} {'family':<8} {'backbone':<19} {'params':>8} {'GFLOPs':>7}  weights")
+    for name in names:
+        row = describe(name)
+        click.echo(f"{row['name']:<14} {row['arch']:<14} {row['family']:<8} {row['backbone']:<19} "
+                   f"{row['params_m']:>7.2f}M {row['gflops']:>7.2f}  {'yes' if row['weights'] else 'no'}")

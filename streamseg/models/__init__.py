@@ -1,0 +1,64 @@
+"""The model zoo: plain builder functions in one explicit dict.
+
+Every model maps `(N, 3, H, W) float32` → `(N, num_classes, H, W)` logits at
+the input size, for any H and W.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from torch import nn
+
+from .backbones import BACKBONES, PretrainedWeightsError
+from .deeplab import deeplabv2, deeplabv3, deeplabv3plus
+from .fcn import fcn8s, fcn16s, fcn32s
+from .unet import unet
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "fcn32s": fcn32s,
+    "fcn16s": fcn16s,
+    "fcn8s": fcn8s,
+    "unet": unet,
+    "deeplabv2": deeplabv2,
+    "deeplabv3": deeplabv3,
+    "deeplabv3plus": deeplabv3plus,
+}
+
+# The three configurations we train and ship. Chosen to run at >= 10 fps on a
+# 2-core CPU at 360x480 and to train from scratch on CPU (see README).
+PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
+    "fcn": ("fcn8s", {"backbone": "mobilenet_v3_large"}),
+    "unet": ("unet", {"base_channels": 8, "depth": 4}),
+    "deeplab": ("deeplabv3plus", {"backbone": "mobilenet_v3_large", "output_stride": 16}),
+}
+
+FAMILIES = {"fcn32s": "FCN", "fcn16s": "FCN", "fcn8s": "FCN", "unet": "UNet",
+            "deeplabv2": "DeepLab", "deeplabv3": "DeepLab", "deeplabv3plus": "DeepLab"}
+
+
+def list_models() -> list[str]:
+    """Preset short names first, then every architecture."""
+    return list(PRESETS) + [name for name in MODELS if name not in PRESETS]
+
+
+def resolve(name: str, **options: Any) -> tuple[str, dict[str, Any]]:
+    """A preset or architecture name → (architecture, options with preset defaults)."""
+    if name in PRESETS:
+        arch, defaults = PRESETS[name]
+        return arch, {**defaults, **options}
+    if name in MODELS:
+        return name, dict(options)
+    raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
+
+
+def build_model(name: str, num_classes: int = 11, **options: Any) -> nn.Module:
+    arch, resolved = resolve(name, **options)
+    try:
+        return MODELS[arch](num_classes, **resolved)
+    except TypeError as error:  # an option this architecture does not take
+        raise ValueError(f"bad option for {arch}: {error}") from None
+
+
+__all__ = ["BACKBONES", "FAMILIES", "MODELS", "PRESETS", "PretrainedWeightsError",
+           "build_model", "list_models", "resolve"]
