@@ -1,0 +1,1 @@
+"""Training and evaluation on CamVid (run as `python -m train`)."""

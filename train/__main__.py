@@ -1,0 +1,75 @@
+"""`python -m train`: train a model on CamVid. Every TrainConfig field is a flag."""
+from __future__ import annotations
+
+import dataclasses
+import sys
+import typing
+
+import click
+
+from .config import TrainConfig
+
+HELP = {
+    "model": "Preset (fcn, unet, deeplab) or architecture name (see `streamseg models --all`).",
+    "data": "CamVid root with <split>/ and <split>annot/ folders.",
+    "out": "Run directory: checkpoints, history.csv, plots, metrics.json.",
+    "train_split": "Training split folder name.", "val_split": "Validation split folder name.",
+    "label_format": "Label layout; auto detects colour-coded *_L.png labels.",
+    "classes": "camvid11 (grouped) or camvid32 (raw colour classes; colour layout only).",
+    "epochs": "Number of epochs.", "lr": "Peak learning rate.", "batch_size": "Images per batch (per process).",
+    "workers": "DataLoader worker processes.", "optimizer": "Optimiser.", "momentum": "SGD/RMSprop momentum.",
+    "nesterov": "Nesterov momentum (SGD).", "weight_decay": "Weight decay.",
+    "schedule": "LR schedule after warm-up.", "warmup_epochs": "Linear warm-up epochs.",
+    "loss": "ce, wce (median-frequency-weighted CE), dice, or ce+dice; all ignore void.",
+    "crop_height": "Training crop height.", "crop_width": "Training crop width.",
+    "scale_min": "Smallest random scale.", "scale_max": "Largest random scale.",
+    "hflip": "Random horizontal flips.", "vflip": "Random vertical flips.",
+    "rotate": "Max random rotation (degrees, 0 = off).", "color_jitter": "Colour jitter strength (0 = off).",
+    "dropout": "Override the architecture's dropout probability.",
+    "patience": "Early stopping: epochs without val mIoU gain (0 = off).", "seed": "Random seed.",
+    "amp": "Mixed precision on CUDA.", "channels_last": "channels_last memory format.",
+    "init": "Start from this streamseg checkpoint (mismatched head layers are re-initialised).",
+    "pretrained_backbone": "ImageNet backbone weights from torchvision (needs internet or a cache).",
+    "freeze": "Freeze this part at the start.", "unfreeze_after": "Unfreeze after N epochs (0 = never).",
+    "resume": "Continue a run: its directory, DIR/last, or DIR/last.resume.pt.",
+    "threads": "torch CPU threads (0 = default).",
+}
+CHOICES = {"label_format": ["auto", "index", "color"], "classes": ["camvid11", "camvid32"],
+           "optimizer": ["adam", "adamw", "sgd", "rmsprop"], "schedule": ["constant", "poly", "cosine"],
+           "loss": ["ce", "wce", "dice", "ce+dice"], "freeze": ["backbone", "encoder"]}
+SHORT = {"batch_size": "-b", "workers": "-j", "weight_decay": "--wd"}
+
+
+def _option(field: dataclasses.Field) -> typing.Callable:
+    name = field.name.replace("_", "-")
+    kind = typing.get_type_hints(TrainConfig)[field.name]
+    if kind is bool:
+        return click.option(f"--{name}/--no-{name}", default=field.default, help=HELP[field.name])
+    base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
+    ptype = click.Choice(CHOICES[field.name]) if field.name in CHOICES else base
+    flags = [f"--{name}"] + ([SHORT[field.name]] if field.name in SHORT else [])
+    return click.option(*flags, field.name, type=ptype, default=field.default, show_default=True,
+                        help=HELP[field.name])
+
+
+def _command() -> click.Command:
+    def main(**kwargs: typing.Any) -> None:
+        """Train a segmentation model on CamVid."""
+        from .camvid import DataError
+        from .run import train
+        try:
+            train(TrainConfig(**kwargs))
+        except (DataError, FileNotFoundError, ValueError) as error:
+            raise click.ClickException(str(error)) from None
+        except KeyboardInterrupt:
+            click.echo("interrupted; resume with --resume " + kwargs["out"], err=True)
+            sys.exit(130)
+    for field in reversed(dataclasses.fields(TrainConfig)):
+        main = _option(field)(main)
+    return click.command(context_settings={"help_option_names": ["-h", "--help"]})(main)
+
+
+cli = _command()
+
+if __name__ == "__main__":
+    cli(prog_name="python -m train")

@@ -1,0 +1,106 @@
+"""CamVid datasets: the 11-class index layout and the 32-class colour layout.
+
+Index layout (SegNet release, ../shared/data/camvid): `<split>/NAME.png` with
+`<split>annot/NAME.png` holding one class index per pixel, void = 11.
+Colour layout (original CamVid/CamSeq01): label images `NAME_L.png` (next to
+the frames, or in `<split>annot/` / `<split>_labels/`) plus `label_colors.txt`
+in the data root; colours map to the 11 groups or to the 32 raw classes.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from streamseg.classes import CAMVID_CLASSES, CAMVID_PALETTE, VOID_INDEX, color_to_index, load_label_colors
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
+
+
+class DataError(ValueError):
+    """A data directory that does not hold a usable split."""
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError(f"cannot read image {path}")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _label_dirs(root: Path, split: str) -> list[Path]:
+    return [root / f"{split}annot", root / f"{split}_labels", root / split]
+
+
+def find_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
+    """(image, label) pairs of a split, matched by file name (`_L` suffix allowed)."""
+    image_dir = root / split
+    if not image_dir.is_dir():
+        raise DataError(f"no split '{split}' in {root} (expected a folder {image_dir})")
+    images = sorted(p for p in image_dir.iterdir()
+                    if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_L"))
+    pairs = []
+    for image in images:
+        for folder in _label_dirs(root, split):
+            label = next((c for c in (folder / f"{image.stem}.png", folder / f"{image.stem}_L.png")
+                          if c.is_file() and c != image), None)
+            if label is not None:
+                pairs.append((image, label))
+                break
+    if not pairs:
+        raise DataError(f"no labelled images in {image_dir} (labels go in {split}annot/ with the same names)")
+    return pairs
+
+
+def detect_format(pairs: list[tuple[Path, Path]]) -> str:
+    label = cv2.imread(str(pairs[0][1]), cv2.IMREAD_UNCHANGED)
+    return "color" if label is not None and label.ndim == 3 else "index"
+
+
+def class_table(root: Path, label_format: str, classes: str) -> tuple[tuple[str, ...], tuple]:
+    """Class names and palette the run trains on."""
+    if label_format == "color" and classes == "camvid32":
+        table = load_label_colors(root / "label_colors.txt")
+        return tuple(c.name for c in table), tuple(c.rgb for c in table)
+    return CAMVID_CLASSES, CAMVID_PALETTE
+
+
+class CamVid(Dataset):
+    """Yields `(image (3, H, W) float32 normalised, mask (H, W) int64)`; void = `ignore_index`."""
+
+    def __init__(self, root: str | Path, split: str, transform: Callable[..., dict], *,
+                 label_format: str = "auto", classes: str = "camvid11") -> None:
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise DataError(f"data directory not found: {self.root}")
+        self.pairs = find_pairs(self.root, split)
+        self.format = detect_format(self.pairs) if label_format == "auto" else label_format
+        self.transform = transform
+        self.classes, self.palette = class_table(self.root, self.format, classes)
+        self.ignore_index = VOID_INDEX if len(self.classes) == len(CAMVID_CLASSES) else 255
+        self.colors = load_label_colors(self.root / "label_colors.txt") if self.format == "color" else None
+        self.grouped = classes != "camvid32"
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def read_mask(self, path: Path) -> np.ndarray:
+        if self.colors is None:
+            mask = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            if mask is None:
+                raise DataError(f"cannot read label {path}")
+            return mask
+        rgb = read_rgb(path)
+        if self.grouped:
+            return color_to_index(rgb, self.colors)
+        return color_to_index(rgb, self.colors, grouping=None)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image_path, label_path = self.pairs[index]
+        out = self.transform(image=read_rgb(image_path), mask=self.read_mask(label_path))
+        image = torch.from_numpy(out["image"].transpose(2, 0, 1).copy())
+        return image, torch.from_numpy(out["mask"].astype(np.int64))

@@ -1,0 +1,58 @@
+"""Segmentation losses; every one ignores void pixels."""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def median_frequency_weights(masks: Iterable[np.ndarray], num_classes: int, ignore_index: int) -> torch.Tensor:
+    """SegNet's median-frequency balancing: w_c = median(f) / f_c, where f_c is the
+    class's pixel count over the pixels of the images in which it appears."""
+    counts = np.zeros(num_classes, dtype=np.float64)
+    image_pixels = np.zeros(num_classes, dtype=np.float64)
+    for mask in masks:
+        valid = mask[mask != ignore_index]
+        present = np.bincount(valid.ravel(), minlength=num_classes)[:num_classes]
+        counts += present
+        image_pixels[present > 0] += valid.size
+    freq = np.divide(counts, image_pixels, out=np.zeros_like(counts), where=image_pixels > 0)
+    median = np.median(freq[freq > 0])
+    weights = np.divide(median, freq, out=np.zeros_like(freq), where=freq > 0)
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, eps: float = 1.0) -> torch.Tensor:
+    """Multi-class soft Dice: 1 - mean over classes of 2|P∩G| / (|P|+|G|), void pixels masked out.
+
+    Classes absent from both prediction and target score 1 through the `eps` smoothing.
+    """
+    num_classes = logits.shape[1]
+    valid = (target != ignore_index).unsqueeze(1)
+    probs = logits.float().softmax(dim=1) * valid
+    onehot = F.one_hot(target.clamp(0, num_classes - 1), num_classes).permute(0, 3, 1, 2) * valid
+    dims = (0, 2, 3)
+    intersection = (probs * onehot).sum(dims)
+    total = probs.sum(dims) + onehot.sum(dims)
+    return 1 - ((2 * intersection + eps) / (total + eps)).mean()
+
+
+def build_loss(name: str, ignore_index: int, weights: torch.Tensor | None = None) -> Loss:
+    def ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        w = weights.to(logits.device) if weights is not None else None
+        return F.cross_entropy(logits.float(), target, weight=w, ignore_index=ignore_index)
+
+    def dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return dice_loss(logits, target, ignore_index)
+
+    losses: dict[str, Loss] = {"ce": ce, "wce": ce, "dice": dice,
+                               "ce+dice": lambda logits, target: ce(logits, target) + dice(logits, target)}
+    if name not in losses:
+        raise ValueError(f"unknown loss {name!r}; choose from {', '.join(losses)}")
+    if name == "wce" and weights is None:
+        raise ValueError("loss 'wce' needs class weights")
+    return losses[name]

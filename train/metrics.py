@@ -1,0 +1,68 @@
+"""Confusion-matrix metrics (torchvision references' bincount approach)."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+
+class ConfusionMatrix:
+    """Rows: ground truth, columns: prediction. Pixels labelled `ignore_index` are skipped."""
+
+    def __init__(self, num_classes: int, ignore_index: int) -> None:
+        self.num_classes, self.ignore_index = num_classes, ignore_index
+        self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64)
+
+    def update(self, target: torch.Tensor, prediction: torch.Tensor) -> None:
+        n = self.num_classes
+        keep = (target != self.ignore_index) & (target >= 0) & (target < n)
+        index = n * target[keep].to(torch.int64) + prediction[keep].to(torch.int64)
+        self.matrix += torch.bincount(index.cpu(), minlength=n * n).reshape(n, n)
+
+    def reduce(self) -> None:
+        """Sum over DDP ranks (no-op when not distributed)."""
+        if dist.is_available() and dist.is_initialized():
+            m = self.matrix.clone()
+            dist.all_reduce(m)
+            self.matrix = m
+
+    def compute(self, class_names: tuple[str, ...] | None = None) -> dict:
+        return metrics_from_confusion(self.matrix.numpy(), class_names)
+
+
+def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.divide(a, b, out=np.full(a.shape, np.nan), where=b > 0)
+
+
+def metrics_from_confusion(matrix: np.ndarray, class_names: tuple[str, ...] | None = None) -> dict:
+    """Pixel accuracy, mean accuracy, IoU, precision, recall, F1 (per class and macro), fwIoU.
+
+    A class with no ground-truth pixels and no predictions gets NaN for its
+    scores and is left out of the macro means (nanmean), as in torchvision and
+    mmsegmentation; one that is predicted but absent scores IoU 0.
+    """
+    m = matrix.astype(np.float64)
+    tp, gt, pred = np.diag(m), m.sum(1), m.sum(0)
+    iou = _ratio(tp, gt + pred - tp)
+    recall, precision = _ratio(tp, gt), _ratio(tp, pred)
+    f1 = _ratio(2 * tp, gt + pred)
+    freq = gt / max(gt.sum(), 1)
+    names = class_names or tuple(str(i) for i in range(len(tp)))
+
+    def per_class(values: np.ndarray) -> dict:
+        return {n: (None if np.isnan(v) else float(v)) for n, v in zip(names, values)}
+
+    def macro(values: np.ndarray) -> float:
+        return float(np.nanmean(values)) if np.any(~np.isnan(values)) else float("nan")
+
+    return {
+        "pixel_accuracy": float(tp.sum() / max(m.sum(), 1)),
+        "mean_accuracy": macro(recall),
+        "mIoU": macro(iou),
+        "fwIoU": float(np.nansum(freq * np.nan_to_num(iou))),
+        "precision_macro": macro(precision), "recall_macro": macro(recall), "f1_macro": macro(f1),
+        "iou": per_class(iou), "precision": per_class(precision), "recall": per_class(recall),
+        "f1": per_class(f1),
+        "confusion_matrix": matrix.astype(int).tolist(),
+        "classes": list(names),
+    }

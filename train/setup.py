@@ -1,0 +1,141 @@
+"""Building a run's parts from its config: data, model, optimiser, schedule."""
+from __future__ import annotations
+
+import math
+import os
+import random
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler
+
+from streamseg.checkpoint import ModelInfo, load_state
+from streamseg.models import resolve
+
+from .camvid import CamVid
+from .config import TrainConfig
+from .losses import build_loss, median_frequency_weights
+from .transforms import eval_transform, train_transform
+
+
+def setup_distributed() -> tuple[int, int, torch.device]:
+    """torchrun sets RANK/WORLD_SIZE; NCCL on CUDA, gloo on CPU."""
+    if "RANK" not in os.environ or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+        return 0, 1, torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        torch.cuda.set_device(local_rank)
+    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    device = torch.device(f"cuda:{local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32  # set per worker by the DataLoader's generator
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def build_data(cfg: TrainConfig, info: ModelInfo, world: int) -> tuple[CamVid, CamVid, DataLoader, DataLoader]:
+    probe = CamVid(cfg.data, cfg.train_split, lambda **kw: kw, label_format=cfg.label_format, classes=cfg.classes)
+    void = probe.ignore_index
+    train_set = CamVid(cfg.data, cfg.train_split, train_transform(cfg, info.mean, info.std, void),
+                       label_format=cfg.label_format, classes=cfg.classes)
+    val_set = CamVid(cfg.data, cfg.val_split, eval_transform(info.mean, info.std),
+                     label_format=cfg.label_format, classes=cfg.classes)
+    pin = torch.cuda.is_available()
+    generator = torch.Generator().manual_seed(cfg.seed)
+    train_sampler = DistributedSampler(train_set, seed=cfg.seed) if world > 1 else None
+    val_sampler = DistributedSampler(val_set, shuffle=False) if world > 1 else None
+    train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=train_sampler is None,
+                              sampler=train_sampler, num_workers=cfg.workers, pin_memory=pin, drop_last=True,
+                              worker_init_fn=_seed_worker, generator=generator)
+    val_loader = DataLoader(val_set, batch_size=1, sampler=val_sampler, num_workers=cfg.workers, pin_memory=pin)
+    return train_set, val_set, train_loader, val_loader
+
+
+def build_criterion(cfg: TrainConfig, train_set: CamVid):
+    weights = None
+    if cfg.loss == "wce":
+        masks = (train_set.read_mask(label) for _, label in train_set.pairs)
+        weights = median_frequency_weights(masks, len(train_set.classes), train_set.ignore_index)
+    return build_loss(cfg.loss, train_set.ignore_index, weights), weights
+
+
+def model_info(cfg: TrainConfig, classes: tuple[str, ...], palette: tuple) -> ModelInfo:
+    options = {"pretrained_backbone": True} if cfg.pretrained_backbone else {}
+    if cfg.dropout is not None:
+        options["dropout"] = cfg.dropout
+    arch, options = resolve(cfg.model, **options)
+    options.pop("pretrained_backbone", None)  # the file holds the weights; never re-download on load
+    return ModelInfo(name=cfg.model, arch=arch, options=options, classes=classes, palette=palette)
+
+
+def build_network(cfg: TrainConfig, info: ModelInfo) -> nn.Module:
+    from streamseg.models import build_model
+    extra = {"pretrained_backbone": True} if cfg.pretrained_backbone else {}
+    model = build_model(info.arch, info.num_classes, **info.options, **extra)
+    if cfg.init:
+        init_from(model, cfg.init)
+    return model
+
+
+def init_from(model: nn.Module, path: str) -> list[str]:
+    """Load our own checkpoint's weights where shapes match (a new head stays random)."""
+    own = model.state_dict()
+    state = load_state(path)
+    usable = {k: v.to(own[k].dtype) for k, v in state.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(usable, strict=False)
+    skipped = sorted(set(own) - set(usable))
+    if skipped:
+        print(f"init: {len(usable)} tensors from {path}; re-initialised {len(skipped)} (e.g. {skipped[0]})")
+    return skipped
+
+
+def set_frozen(model: nn.Module, part: str | None, frozen: bool) -> None:
+    if part is None:
+        return
+    module = getattr(model, part, None)
+    if module is None:
+        raise ValueError(f"--freeze {part}: this model has no {part}")
+    for p in module.parameters():
+        p.requires_grad_(not frozen)
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = model.parameters()  # frozen ones get no grad, so optimisers skip them
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r}")
+
+
+def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
+    """Per-iteration multiplier: linear warm-up, then constant / poly(0.9) / cosine."""
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    total = max(cfg.epochs * steps_per_epoch - warmup, 1)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min((step - warmup) / total, 1.0)
+        if cfg.schedule == "poly":
+            return (1 - progress) ** 0.9
+        if cfg.schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        return 1.0
+    return factor
+

@@ -1,0 +1,55 @@
+"""Resumable training state, written atomically and read without executing code.
+
+`last.safetensors`/`best.safetensors` are ordinary model checkpoints (what
+`streamseg` loads). `last.resume.pt` holds everything needed to continue
+exactly: weights, optimizer, scheduler step, epoch, RNG states, early-stopping
+state and history. It contains only tensors and plain Python values, so it
+loads with `torch.load(weights_only=True)`.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from streamseg.checkpoint import atomic_write
+
+RESUME_NAME = "last.resume.pt"
+
+
+def rng_state() -> dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    return {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+            "python_version": random.getstate()[0], "python_gauss": random.getstate()[2],
+            "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                      "has_gauss": has_gauss, "cached": cached},
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((state["python_version"], tuple(state["python"]), state["python_gauss"]))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_resume(out: Path, payload: dict[str, Any]) -> Path:
+    return atomic_write(out / RESUME_NAME, lambda tmp: torch.save(payload, tmp))
+
+
+def resume_path(spec: str) -> Path:
+    """`runs/x`, `runs/x/last`, or the file itself → the resume file."""
+    path = Path(spec)
+    for candidate in (path, path / RESUME_NAME, path.parent / RESUME_NAME):
+        if candidate.is_file() and candidate.name == RESUME_NAME:
+            return candidate
+    raise FileNotFoundError(f"no {RESUME_NAME} found for --resume {spec}")
+
+
+def load_resume(spec: str) -> dict[str, Any]:
+    return torch.load(resume_path(spec), map_location="cpu", weights_only=True)
