@@ -59,7 +59,7 @@ class ModelInfo:
     @classmethod
     def from_json(cls, text: str) -> ModelInfo:
         data = json.loads(text)
-        if data.pop("format", None) != FORMAT:
+        if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
             raise CheckpointError("not a streamseg checkpoint (format tag missing)")
         data["classes"] = tuple(data["classes"])
         data["palette"] = tuple(tuple(c) for c in data["palette"])
@@ -68,7 +68,16 @@ class ModelInfo:
         return cls(**data)
 
     def build(self) -> nn.Module:
-        return build_model(self.arch, self.num_classes, **self.options)
+        """The architecture, randomly initialised, ready to take the file's weights."""
+        # Never fetch ImageNet weights here: the checkpoint's own weights replace them.
+        options = {k: v for k, v in self.options.items() if k != "pretrained_backbone"}
+        return build_model(self.arch, self.num_classes, **options)
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(path: str | Path, write: Any) -> Path:
@@ -78,6 +87,8 @@ def atomic_write(path: str | Path, write: Any) -> Path:
     os.close(fd)
     try:
         write(tmp)
+        # mkstemp makes the file owner-only; give it the mode a plain open() would.
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -137,7 +148,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
     info = read_info(path)
     try:
         model = info.build()
-    except ValueError as error:
+    except (ValueError, TypeError) as error:  # an unknown architecture or option in the metadata
         raise CheckpointError(f"{path}: {error}") from None
     load_weights(model, load_state(path), str(path))
     return model.to(device).eval(), info

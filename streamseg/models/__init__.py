@@ -5,6 +5,7 @@ the input size, for any H and W.
 """
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
@@ -52,13 +53,24 @@ def resolve(name: str, **options: Any) -> tuple[str, dict[str, Any]]:
     raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
 
 
+def default_options(arch: str) -> dict[str, Any]:
+    """The keyword options an architecture's builder takes, with their defaults."""
+    parameters = inspect.signature(MODELS[arch]).parameters.values()
+    return {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY}
+
+
 def build_model(name: str, num_classes: int = 11, **options: Any) -> nn.Module:
+    """A preset or architecture by name; unknown names and options raise `ValueError`."""
     arch, resolved = resolve(name, **options)
-    try:
-        return MODELS[arch](num_classes, **resolved)
-    except TypeError as error:  # an option this architecture does not take
-        raise ValueError(f"bad option for {arch}: {error}") from None
+    known = default_options(arch)
+    unknown = sorted(set(resolved) - set(known))
+    if unknown:
+        # Checked up front rather than by catching TypeError, which would also
+        # swallow genuine bugs inside a builder.
+        raise ValueError(f"{arch} has no option {', '.join(map(repr, unknown))}; "
+                         f"choose from {', '.join(known)}")
+    return MODELS[arch](num_classes, **resolved)
 
 
 __all__ = ["BACKBONES", "FAMILIES", "MODELS", "PRESETS", "PretrainedWeightsError",
-           "build_model", "list_models", "resolve"]
+           "build_model", "default_options", "list_models", "resolve"]

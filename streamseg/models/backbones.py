@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -77,9 +78,11 @@ def _load_pretrained(spec: BackboneSpec, name: str) -> nn.Module:
     try:
         return spec.build(weights=weights)
     except Exception as error:  # urllib/SSL/OS errors vary by platform
+        reason = " ".join(str(error).split())  # one line, whatever the platform's message looks like
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
         raise PretrainedWeightsError(
-            f"cannot load ImageNet weights for {name} ({type(error).__name__}: {error}); "
-            "connect to the internet once or put the file in the torch hub cache, "
+            f"cannot load ImageNet weights for {name} ({type(error).__name__}: {reason}); "
+            f"connect to the internet once or copy {weights.url.rsplit('/', 1)[-1]} into {cache}, "
             "or train without --pretrained-backbone") from None
 
 

@@ -14,6 +14,14 @@ from torch import nn
 from .backbones import Backbone
 
 RATES = {16: (6, 12, 18), 8: (12, 24, 36)}
+V2_RATES = {8: (6, 12, 18, 24), 16: (3, 6, 9, 12)}  # the paper's OS8 rates, halved at OS16
+
+
+def _dilated_backbone(name: str, output_stride: int, pretrained: bool) -> Backbone:
+    """DeepLab's atrous backbone; only output strides 8 and 16 have ASPP rates."""
+    if output_stride not in RATES:
+        raise ValueError(f"DeepLab output_stride must be one of {', '.join(map(str, RATES))}, got {output_stride}")
+    return Backbone(name, output_stride=output_stride, pretrained=pretrained)
 
 
 def _conv_bn_relu(in_channels: int, out_channels: int, kernel: int = 1, dilation: int = 1,
@@ -91,15 +99,14 @@ class DeepLab(nn.Module):
 
 def deeplabv2(num_classes: int = 11, *, backbone: str = "resnet50", output_stride: int = 8,
               pretrained_backbone: bool = False, dropout: float = 0.5) -> DeepLab:
-    body = Backbone(backbone, output_stride=output_stride, pretrained=pretrained_backbone)
-    rates = (6, 12, 18, 24) if output_stride == 8 else (3, 6, 9, 12)
-    return DeepLab(body, ASPPSum(body.channels["out"], num_classes, rates, dropout), nn.Identity())
+    body = _dilated_backbone(backbone, output_stride, pretrained_backbone)
+    return DeepLab(body, ASPPSum(body.channels["out"], num_classes, V2_RATES[output_stride], dropout), nn.Identity())
 
 
 def deeplabv3(num_classes: int = 11, *, backbone: str = "resnet50", output_stride: int = 16,
               aspp_channels: int = 256, separable: bool = False, pretrained_backbone: bool = False,
               dropout: float = 0.5) -> DeepLab:
-    body = Backbone(backbone, output_stride=output_stride, pretrained=pretrained_backbone)
+    body = _dilated_backbone(backbone, output_stride, pretrained_backbone)
     head = nn.Sequential(ASPP(body.channels["out"], aspp_channels, RATES[output_stride],
                               separable=separable, dropout=dropout),
                          _conv_bn_relu(aspp_channels, aspp_channels, 3, separable=separable))
@@ -109,7 +116,7 @@ def deeplabv3(num_classes: int = 11, *, backbone: str = "resnet50", output_strid
 def deeplabv3plus(num_classes: int = 11, *, backbone: str = "mobilenet_v3_large", output_stride: int = 16,
                   aspp_channels: int = 128, low_level_channels: int = 32, separable: bool = True,
                   pretrained_backbone: bool = False, dropout: float = 0.1) -> DeepLab:
-    body = Backbone(backbone, output_stride=output_stride, pretrained=pretrained_backbone)
+    body = _dilated_backbone(backbone, output_stride, pretrained_backbone)
     head = ASPP(body.channels["out"], aspp_channels, RATES[output_stride], separable=separable, dropout=dropout)
     decoder = nn.ModuleDict({
         "reduce": _conv_bn_relu(body.channels["s4"], low_level_channels),

@@ -8,6 +8,8 @@ accepts any input size.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -51,19 +53,20 @@ class FCN(nn.Module):
         return F.interpolate(score, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def _fcn(variant: str, num_classes: int, *, backbone: str = "resnet18", pretrained_backbone: bool = False,
-         head_width: int = 256, dropout: float = 0.5) -> FCN:
-    return FCN(Backbone(backbone, pretrained=pretrained_backbone), num_classes,
-               skips=SKIPS[variant], head_width=head_width, dropout=dropout)
+def _variant(variant: str) -> Callable[..., FCN]:
+    """One builder per skip variant, with an explicit signature so the options
+    (and their defaults) can be listed and checked by `inspect`."""
+
+    def build(num_classes: int = 11, *, backbone: str = "resnet18", pretrained_backbone: bool = False,
+              head_width: int = 256, dropout: float = 0.5) -> FCN:
+        return FCN(Backbone(backbone, pretrained=pretrained_backbone), num_classes,
+                   skips=SKIPS[variant], head_width=head_width, dropout=dropout)
+
+    build.__name__ = build.__qualname__ = variant
+    build.__doc__ = f"{variant.upper()}: skips from {', '.join(SKIPS[variant]) or 'none'} on a choice of backbone."
+    return build
 
 
-def fcn32s(num_classes: int = 11, **options) -> FCN:
-    return _fcn("fcn32s", num_classes, **options)
-
-
-def fcn16s(num_classes: int = 11, **options) -> FCN:
-    return _fcn("fcn16s", num_classes, **options)
-
-
-def fcn8s(num_classes: int = 11, **options) -> FCN:
-    return _fcn("fcn8s", num_classes, **options)
+fcn32s = _variant("fcn32s")
+fcn16s = _variant("fcn16s")
+fcn8s = _variant("fcn8s")

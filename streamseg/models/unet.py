@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .backbones import Backbone
+from .backbones import BACKBONES, Backbone
 
 
 class DoubleConv(nn.Sequential):
@@ -45,7 +45,7 @@ class UNetEncoder(nn.Module):
 
 
 class ResNetEncoder(nn.Module):
-    """A ResNet as UNet encoder: the input itself is the stride-1 "feature"."""
+    """A torchvision backbone (a ResNet, usually) as UNet encoder; the input itself is the stride-1 "feature"."""
 
     def __init__(self, name: str, pretrained: bool, dropout: float) -> None:
         super().__init__()
@@ -91,12 +91,17 @@ class UNet(nn.Module):
 
 def unet(num_classes: int = 11, *, base_channels: int = 8, depth: int = 4, encoder: str = "classic",
          pretrained_backbone: bool = False, dropout: float = 0.2) -> UNet:
-    """`encoder="classic"` is the paper's; `"resnet18"`/`"resnet34"`/... swaps in a ResNet."""
+    """`encoder="classic"` is the paper's (`base_channels`, `depth` set its size);
+    any name in BACKBONES (`"resnet18"`, `"resnet34"`, ...) swaps in that torchvision
+    network as a five-level encoder (ImageNet weights with `pretrained_backbone`);
+    `depth` is then fixed at 5 and `base_channels` sets the decoder width (min 16)."""
+    if encoder != "classic" and encoder not in BACKBONES:
+        raise ValueError(f"unknown UNet encoder {encoder!r}; choose from classic, {', '.join(BACKBONES)}")
     if encoder == "classic":
         if pretrained_backbone:
             raise ValueError("the classic UNet encoder has no pretrained weights; use encoder='resnet18'")
-        if not 1 <= depth <= 6:
-            raise ValueError(f"UNet depth must be 1..6, got {depth}")
+        if not 1 <= depth <= 6 or base_channels < 1:
+            raise ValueError(f"UNet needs depth 1..6 and base_channels >= 1, got {depth} and {base_channels}")
         enc: nn.Module = UNetEncoder(base_channels, depth, dropout)
         decoder_channels = enc.channels[:-1][::-1]
     else:
