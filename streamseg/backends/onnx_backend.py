@@ -1,0 +1,154 @@
+"""ONNX Runtime backend, and the metadata an exported ONNX file carries.
+
+`streamseg export` writes the model's self-description (`OnnxMeta`) into the
+file's `metadata_props`, so `--model engines/deeplab.onnx` needs no other flag.
+CPU execution provider here; CUDA / TensorRT providers when the installed
+onnxruntime build has them.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..checkpoint import CheckpointError, ModelInfo
+from .base import Backend, BackendError
+
+META_KEY = "streamseg"
+INPUT_NAME = "images"
+OUTPUT_NAME = "logits"
+
+
+@dataclass(frozen=True)
+class OnnxMeta:
+    """What an exported file says about itself (stored as JSON under `streamseg`)."""
+    info: ModelInfo
+    batch_range: tuple[int, int]          # (min, max) the export was made and checked for
+    input_size: tuple[int, int] | None    # (H, W), or None when height/width are dynamic
+    source: str = ""                      # checkpoint it came from
+    source_sha256: str = ""               # lets `load_backend` notice a stale cached export
+    precision: str = "fp32"               # "fp32" or "int8"
+    version: str = __version__            # streamseg version that wrote it
+
+    def to_json(self) -> str:
+        return json.dumps({"model_info": json.loads(self.info.to_json()), "batch_range": list(self.batch_range),
+                           "input_size": list(self.input_size) if self.input_size else None,
+                           "source": self.source, "source_sha256": self.source_sha256,
+                           "precision": self.precision, "streamseg_version": self.version})
+
+    @classmethod
+    def from_json(cls, text: str) -> OnnxMeta:
+        data = json.loads(text)
+        size = data.get("input_size")
+        return cls(info=ModelInfo.from_json(json.dumps(data["model_info"])),
+                   batch_range=tuple(data["batch_range"]), input_size=tuple(size) if size else None,
+                   source=data.get("source", ""), source_sha256=data.get("source_sha256", ""),
+                   precision=data.get("precision", "fp32"), version=data.get("streamseg_version", ""))
+
+
+def parse_meta(props: dict[str, str], path: str | Path) -> OnnxMeta:
+    if META_KEY not in props:
+        raise BackendError(f"{path} has no streamseg metadata; export it with `streamseg export`")
+    try:
+        return OnnxMeta.from_json(props[META_KEY])
+    except (KeyError, TypeError, ValueError, CheckpointError) as error:
+        raise BackendError(f"{path}: bad streamseg metadata ({error})") from None
+
+
+def read_onnx_meta(path: str | Path) -> OnnxMeta:
+    """The metadata of an exported file, without loading the weights into a session."""
+    import onnx  # only the protobuf header is needed; external data stays on disk
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (OSError, ValueError, onnx.onnx_cpp2py_export.checker.ValidationError) as error:
+        raise BackendError(f"cannot read ONNX file {path}: {error}") from None
+    except Exception as error:  # protobuf's DecodeError is not exported under a stable name
+        raise BackendError(f"{path} is not an ONNX file ({type(error).__name__})") from None
+    return parse_meta({p.key: p.value for p in model.metadata_props}, path)
+
+
+def _threads_per_core() -> int:
+    try:
+        siblings = Path("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list").read_text().strip()
+        return max(1, sum(int(last) - int(first) + 1 if last else 1
+                          for first, _, last in (part.partition("-") for part in siblings.split(","))))
+    except (OSError, ValueError):
+        return 1
+
+
+def physical_cores() -> int:
+    """Cores this process may use, counting each physical core once.
+
+    ONNX Runtime's default spins one thread per logical CPU; with SMT that
+    oversubscribes the FPU units and is slower for convolutions.
+    """
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, usable // _threads_per_core())
+
+
+def pick_providers(device: str) -> tuple[list[str], str]:
+    """Execution providers for `device` ('auto', 'cpu', 'cuda') → (providers, device name)."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    gpu = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
+    if device == "cpu" or (device == "auto" and not gpu):
+        return ["CPUExecutionProvider"], "cpu"
+    if not gpu:
+        raise BackendError(f"device {device!r} asked for, but this onnxruntime build has only {', '.join(available)}; "
+                           "install onnxruntime-gpu or use --device cpu")
+    return gpu + ["CPUExecutionProvider"], "cuda"
+
+
+def make_session(path: str | Path, device: str = "auto", threads: int | None = None):
+    """An ONNX Runtime session with sensible threading; returns (session, device name)."""
+    import onnxruntime as ort
+
+    providers, device_name = pick_providers(device)
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or physical_cores()
+    options.inter_op_num_threads = 1  # our graphs are one chain; parallelism is inside the ops
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as error:  # ORT raises its own Fail/InvalidGraph/NoSuchFile types
+        raise BackendError(f"ONNX Runtime cannot load {path}: {str(error).splitlines()[0]}") from None
+    return session, device_name
+
+
+class OnnxBackend(Backend):
+    """Runs an exported `.onnx` file (FP32 or INT8 QDQ) with ONNX Runtime."""
+    name = "onnx"
+
+    def __init__(self, path: str | Path, device: str = "auto", *, threads: int | None = None) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise BackendError(f"ONNX file not found: {path}")
+        self.session, self.device = make_session(self.path, device, threads)
+        self.meta = parse_meta(self.session.get_modelmeta().custom_metadata_map, self.path)
+        self.info = self.meta.info
+        self.threads = threads or physical_cores()
+        self.input_name = self.session.get_inputs()[0].name
+        batch_dim = self.session.get_inputs()[0].shape[0]
+        self.max_batch = batch_dim if isinstance(batch_dim, int) else None  # symbolic: any batch
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        if self.max_batch is not None and len(batch) != self.max_batch:
+            raise BackendError(f"{self.path.name} was exported for batch {self.max_batch} only, got {len(batch)}; "
+                               "re-export with `streamseg export --dynamic`")
+        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        # torch's argmax is multithreaded; numpy's over the strided class axis is several times slower
+        return torch.from_numpy(self.logits(batch)).argmax(dim=1).to(torch.uint8).numpy()
+
+    def describe(self) -> str:
+        precision = "INT8" if self.meta.precision == "int8" else "FP32"
+        providers = ",".join(p.replace("ExecutionProvider", "") for p in self.session.get_providers())
+        return f"onnx {precision} on {self.device} ({providers}, {self.threads} threads) {self.path.name}"

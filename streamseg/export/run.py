@@ -1,0 +1,166 @@
+"""`streamseg export` as a library call: checkpoint → ONNX (checked) → INT8 → TensorRT.
+
+Every step logs what it wrote, how big, how long it took and how closely the
+result agrees with PyTorch.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..backends.base import BackendError
+from ..backends.onnx_backend import OnnxMeta, read_onnx_meta
+from ..checkpoint import ModelInfo, load_checkpoint
+from .frames import FrameSourceError, load_frames, to_batch
+from .onnx_export import ExportError, OnnxCheck, check_onnx, export_onnx, file_sha256
+
+Log = Callable[[str], None]
+CHECK_FRAMES = 4        # enough to cover the clip's scenes; keeps the check a few seconds on CPU
+MIN_AGREEMENT = 0.995   # below this the export is reported as failing its check
+
+
+def stderr_log(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """One-to-one with `streamseg export`'s options."""
+    model: str                               # preset name or .safetensors checkpoint
+    out_dir: Path = Path("engines")
+    name: str | None = None                  # file stem; default: preset name or checkpoint stem
+    batch: int = 1                           # TensorRT profile max (and opt); ONNX batch is symbolic anyway
+    size: tuple[int, int] | None = None      # (H, W); default: the model's input size
+    dynamic: bool = False                    # symbolic height/width in the ONNX too
+    opset: int = 17
+    int8: bool = False
+    fp16: bool = False
+    calib: str | None = None                 # video or image folder; default: the sample clip
+    calib_frames: int = 32                   # MinMax ranges settle within a few dozen frames
+    data: str | None = None                  # CamVid folder: report INT8 val mIoU vs FP32
+    workspace_gib: float = 4.0
+
+
+@dataclass
+class ExportResult:
+    onnx: Path
+    check: OnnxCheck
+    files: list[Path] = field(default_factory=list)
+    int8: Path | None = None
+    engine: Path | None = None
+
+
+def describe_file(path: Path) -> str:
+    return f"{path} ({path.stat().st_size / 1e6:.1f} MB)"
+
+
+def make_meta(info: ModelInfo, checkpoint: Path, batch: int, size: tuple[int, int], dynamic: bool) -> OnnxMeta:
+    return OnnxMeta(info=info, batch_range=(1, batch), input_size=None if dynamic else size,
+                    source=str(checkpoint), source_sha256=file_sha256(checkpoint))
+
+
+def onnx_step(model: nn.Module, meta: OnnxMeta, path: Path, images: np.ndarray, *, opset: int, dynamic: bool,
+              log: Log) -> OnnxCheck:
+    start = time.perf_counter()
+    export_onnx(model, meta, path, images[:1], opset=opset, dynamic=dynamic)
+    seconds = time.perf_counter() - start
+    check = check_onnx(path, model, images)
+    log(f"ONNX: saved {describe_file(path)} in {seconds:.1f} s (opset {opset}, batch "
+        f"{'dynamic' if not dynamic else 'and size dynamic'}); {check.summary()}")
+    if check.agreement < MIN_AGREEMENT:
+        log(f"WARNING: ONNX Runtime disagrees with PyTorch on {1 - check.agreement:.2%} of pixels")
+    return check
+
+
+def int8_step(config: ExportConfig, fp32: Path, images: np.ndarray, calib: np.ndarray, log: Log) -> Path:
+    from .int8 import compare_int8, quantize_int8
+
+    out = fp32.with_suffix(".int8.onnx")
+    start = time.perf_counter()
+    quantize_int8(fp32, out, calib)
+    seconds = time.perf_counter() - start
+    report = compare_int8(fp32, out, images, config.data)
+    log(f"INT8: saved {describe_file(out)} in {seconds:.1f} s, calibrated on {len(calib)} frames; "
+        f"{report.summary()}")
+    return out
+
+
+@torch.inference_mode()
+def engine_step(config: ExportConfig, checkpoint: Path, model: nn.Module, onnx_path: Path, images: np.ndarray,
+                name: str, size: tuple[int, int], log: Log) -> Path:
+    from .engine import build_engine
+
+    meta = read_onnx_meta(onnx_path)
+    try:
+        engine = build_engine(onnx_path, meta, config.out_dir, name=name, batch=config.batch, size=size,
+                              workspace_gib=config.workspace_gib, checkpoint=str(checkpoint), log=log)
+    except BackendError as error:
+        raise ExportError(f"wrote {onnx_path}, but the --fp16 engine needs an NVIDIA GPU with TensorRT: "
+                          f"{error}") from None
+    from ..backends.tensorrt_backend import TensorRTBackend
+
+    trt_backend = TensorRTBackend(engine)
+    rows = images[: config.batch]
+    reference = model.to("cpu").float().eval()(torch.from_numpy(rows)).argmax(1).numpy()
+    log(f"TensorRT FP16 vs torch FP32 argmax agreement {(trt_backend.predict(rows) == reference).mean():.2%} "
+        f"on {len(rows)} frames")
+    return engine
+
+
+def export_model(config: ExportConfig, log: Log = stderr_log) -> ExportResult:
+    """Run every requested export step; raises `ExportError`/`CheckpointError`/`BackendError`."""
+    from ..backends import model_name, resolve_checkpoint
+
+    checkpoint = resolve_checkpoint(config.model)
+    model, info = load_checkpoint(checkpoint)
+    size = config.size or tuple(info.input_size)
+    name = config.name or model_name(config.model)
+    frames = load_frames(config.calib, max(config.calib_frames, CHECK_FRAMES))
+    calib = to_batch(frames, info, size)
+    images = calib[np.linspace(0, len(calib) - 1, min(CHECK_FRAMES, len(calib))).astype(int)]
+    onnx_path = Path(config.out_dir) / f"{name}.onnx"
+    meta = make_meta(info, checkpoint, config.batch, size, config.dynamic)
+    check = onnx_step(model, meta, onnx_path, images, opset=config.opset, dynamic=config.dynamic, log=log)
+    result = ExportResult(onnx=onnx_path, check=check, files=[onnx_path])
+    if config.int8:
+        result.int8 = int8_step(config, onnx_path, images, calib, log)
+        result.files.append(result.int8)
+    if config.fp16:
+        result.engine = engine_step(config, checkpoint, model, onnx_path, images, name, size, log)
+        result.files += [result.engine, result.engine.with_suffix(".json")]
+    log("Done: " + ", ".join(describe_file(p) for p in result.files)
+        + f"; ONNX check {'passed' if check.agreement >= MIN_AGREEMENT else 'FAILED'}")
+    return result
+
+
+def cache_onnx(checkpoint: Path, name: str, engines_dir: str | Path, log: Log = stderr_log) -> Path:
+    """The ONNX file `load_backend` runs on CPU: reused while it matches the
+    checkpoint's hash, else exported (dynamic batch and size) and checked."""
+    path = Path(engines_dir) / f"{name}.onnx"
+    sha = file_sha256(checkpoint)
+    if path.is_file():
+        try:
+            meta = read_onnx_meta(path)
+            if meta.source_sha256 == sha and meta.input_size is None:
+                return path
+        except BackendError:
+            raise BackendError(f"{path} exists but is not a streamseg export of {name}; move it away, or pass "
+                               "the .onnx file itself as --model") from None
+        log(f"{path} is out of date for {checkpoint}; exporting it again")
+    model, info = load_checkpoint(checkpoint)
+    log(f"First use of {name} on CPU: exporting ONNX to {path} for ONNX Runtime (once; cached after)")
+    try:
+        frames = load_frames(None, 2)
+    except FrameSourceError:  # installed without the repository's samples/: any image checks the graph
+        frames = [np.random.default_rng(0).integers(0, 256, (*info.input_size, 3), dtype=np.uint8)] * 2
+    images = to_batch(frames, info, tuple(info.input_size))
+    meta = OnnxMeta(info=info, batch_range=(1, 1), input_size=None, source=str(checkpoint), source_sha256=sha)
+    onnx_step(model, meta, path, images, opset=17, dynamic=True, log=log)
+    return path
