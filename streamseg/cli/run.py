@@ -1,0 +1,251 @@
+"""`streamseg run` (video files, URLs, cameras → segmented video) and `streamseg webcam` (live demo).
+
+Options map one-to-one onto the stages' frozen configs; everything else is
+in the library (`streamseg.pipeline`, `streamseg.webcam`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import av
+import click
+
+from ..backends import Backend, BackendError, load_backend
+from ..checkpoint import CheckpointError
+from ..encode import EncodeConfig, EncodeError, VideoWriter, check_codec, check_writable
+from ..overlay import VIEWS, OverlayConfig
+from ..pipeline import PipelineConfig, run
+from ..preprocess import ASPECTS, PreprocessConfig
+from ..source import SourceError, VideoSource, expand_sources, open_source
+from ..stats import RunStats, format_summary
+from ..webcam import DisplayError, run_webcam
+
+BACKENDS = ("auto", "torch", "onnx", "tensorrt")
+EXPECTED = (SourceError, EncodeError, BackendError, CheckpointError, DisplayError, ValueError, OSError, av.FFmpegError)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    model: str = "deeplab"
+    backend: str = "auto"
+    device: str = "auto"
+
+
+def model_options(command: Callable) -> Callable:
+    options = [
+        click.option("--model", "-m", default="deeplab", show_default=True,
+                     help="Preset name (fcn, unet, deeplab) or a .safetensors/.onnx/.engine file."),
+        click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
+                     help="Inference backend; auto picks the fastest one available for the model."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def view_options(command: Callable) -> Callable:
+    options = [
+        click.option("--view", type=click.Choice(VIEWS), default="overlay", show_default=True),
+        click.option("--alpha", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+                     help="Weight of the class colours in the overlay view."),
+        click.option("--legend/--no-legend", default=True, show_default=True),
+        click.option("--info/--no-info", "info_line", default=True, show_default=True,
+                     help="Draw the FPS / latency line."),
+        click.option("--classes", default=None, help="Comma-separated classes to draw, e.g. road,car (default all)."),
+        click.option("--aspect", type=click.Choice(ASPECTS), default="pad", show_default=True,
+                     help="pad: keep the frame's aspect ratio (letterbox); stretch: fill the model input."),
+        click.option("--codec", default="libx264", show_default=True, help="FFmpeg video encoder."),
+        click.option("--crf", type=click.IntRange(0, 51), default=23, show_default=True),
+        click.option("--preset", default="veryfast", show_default=True, help="x264/x265 speed preset."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def build_configs(options: dict, batch: int = 1, save_masks: Path | None = None) -> tuple[PipelineConfig, EncodeConfig]:
+    classes = tuple(c.strip() for c in options["classes"].split(",") if c.strip()) if options["classes"] else None
+    overlay = OverlayConfig(options["view"], options["alpha"], options["legend"], classes, options["info_line"])
+    pipeline = PipelineConfig(PreprocessConfig(options["aspect"]), overlay, batch, save_masks=save_masks)
+    encode = EncodeConfig(options["codec"], options["crf"], options["preset"], audio=options.get("audio", True))
+    return pipeline, encode
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[tuple[threading.Event, list[int]]]:
+    """Ctrl-C / SIGTERM set `stop` (the run drains and finalises); a second one aborts at once."""
+    stop, received = threading.Event(), []
+
+    def handle(signum: int, _frame: object) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        received.append(signum)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop, received
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def default_output(spec: str, folder: Path | None) -> Path:
+    """`clip.mp4` → `clip_seg.mp4` beside it (or in `folder`); cameras and URLs → the current folder."""
+    if spec.isdigit():
+        name, parent = f"camera{spec}", Path.cwd()
+    elif "://" in spec:
+        name, parent = Path(spec.split("://", 1)[1].split("?")[0]).stem or "stream", Path.cwd()
+    else:
+        name, parent = Path(spec).stem, Path(spec).parent
+    return (folder or parent) / f"{name}_seg.mp4"
+
+
+def plan_outputs(sources: list[str], output: Path | None) -> list[Path]:
+    if output is not None and (len(sources) > 1 or output.is_dir()):
+        if not output.is_dir():
+            raise EncodeError(f"--output {output} must be an existing folder when SOURCE matches several files")
+        return [default_output(spec, output) for spec in sources]
+    return [output or default_output(sources[0], None)]
+
+
+def open_backend(config: ModelConfig, batch: int) -> Backend:
+    backend, reason = load_backend(config.model, config.backend, config.device, batch=batch)
+    click.echo(f"backend: {backend.describe()} ({reason})", err=True)
+    return backend
+
+
+def report(stats: RunStats, output: Path, interrupted: bool) -> dict:
+    summary = stats.summary()
+    for line in format_summary(summary):
+        click.echo(line, err=True)
+    state = "interrupted; kept" if interrupted else "wrote"
+    click.echo(f"{state} {summary['frames']} frames to {output}", err=True)
+    return summary
+
+
+def setup_logging() -> None:
+    logging.basicConfig(format="warning: %(message)s", level=logging.WARNING)
+    logging.getLogger("libav").setLevel(logging.ERROR)
+
+
+def run_one(source: VideoSource, spec: str, output: Path, backend: Backend, pipeline: PipelineConfig,
+            encode: EncodeConfig, stop: threading.Event, progress: bool) -> dict:
+    try:
+        writer = VideoWriter(output, encode, rate=source.info.rate,
+                             audio_from=spec if source.info.audio and not source.info.live else None)
+        stats = run(source, backend, writer, pipeline, stop=stop, progress=progress)
+        return report(stats, output, stop.is_set())
+    finally:
+        source.close()
+
+
+def mask_folder(root: Path | None, spec: str, several: bool) -> Path | None:
+    """Masks of one source go into `root`; of several, into `root/NAME/`."""
+    if root is None:
+        return None
+    folder = root / Path(spec).stem if several else root
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def exit_code(received: list[int]) -> int:
+    """128 + signal number, the shell's convention: 130 for Ctrl-C, 143 for SIGTERM."""
+    return 128 + received[0] if received else 0
+
+
+@click.command("run")
+@click.argument("source")
+@model_options
+@click.option("--batch", "-b", type=click.IntRange(1), default=1, show_default=True,
+              help="Frames per inference call (files only; live sources use 1).")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+              help="Output video (default: NAME_seg.mp4 next to the input), or a folder for several inputs.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@view_options
+@click.option("--audio/--no-audio", default=True, show_default=True, help="Copy the input's audio unchanged.")
+@click.option("--save-masks", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also write each frame's class ids as a uint8 PNG (000000.png, …) into this folder.")
+@click.option("--stats-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the timing summary as JSON.")
+@click.option("--progress/--no-progress", default=True, show_default=True)
+@click.pass_context
+def run_command(ctx: click.Context, source: str, model: str, backend: str, device: str, batch: int,
+                output: Path | None, overwrite: bool, save_masks: Path | None, stats_json: Path | None,
+                progress: bool, **view: object) -> None:
+    """Segment a video file, URL, glob ('clips/*.mp4') or camera index (0) into an annotated video."""
+    setup_logging()
+    try:
+        sources = expand_sources(source)
+        outputs = plan_outputs(sources, output)
+        pipeline, encode = build_configs(view, batch)
+        check_codec(encode.codec)
+        for path in outputs:
+            check_writable(path, overwrite)
+        first = open_source(sources[0])  # a bad input fails before the model is loaded
+        chosen = open_backend(ModelConfig(model, backend, device), batch)
+        summaries, received = {}, []
+        with stop_on_signals() as (stop, received):
+            for spec, path in zip(sources, outputs):
+                opened, first = first or open_source(spec), None
+                config = replace(pipeline, save_masks=mask_folder(save_masks, spec, len(sources) > 1))
+                summaries[spec] = run_one(opened, spec, path, chosen, config, encode, stop, progress)
+                if stop.is_set():
+                    break
+        if stats_json is not None:
+            data = summaries[sources[0]] if len(sources) == 1 else summaries
+            stats_json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    except EXPECTED as error:
+        raise click.ClickException(one_line(error)) from None
+    except KeyboardInterrupt:
+        raise click.ClickException("interrupted twice: stopped without finalising the output") from None
+    ctx.exit(exit_code(received))
+
+
+@click.command("webcam")
+@click.option("--camera", default=0, type=click.IntRange(0), show_default=True, help="Camera index.")
+@model_options
+@click.option("--show/--no-show", default=True, show_default=True, help="Open a window (q or Esc quits).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also record the segmented video here.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing recording.")
+@click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many frames.")
+@view_options
+@click.pass_context
+def webcam_command(ctx: click.Context, camera: int, model: str, backend: str, device: str, show: bool,
+                   output: Path | None, overwrite: bool, max_frames: int | None, **view: object) -> None:
+    """Live demo: camera in, segmented video out in a window and/or a file."""
+    setup_logging()
+    try:
+        if not show and output is None:
+            raise click.UsageError("nothing to do: pass --show and/or --output")
+        pipeline, encode = build_configs(view)
+        if output is not None:
+            check_codec(encode.codec)
+            check_writable(output, overwrite)
+        source = open_source(str(camera))
+        try:
+            chosen = open_backend(ModelConfig(model, backend, device), 1)
+            writer = VideoWriter(output, encode, rate=source.info.rate) if output is not None else None
+            with stop_on_signals() as (stop, received):
+                stats = run_webcam(source, chosen, pipeline, display=show, writer=writer, stop=stop,
+                                   max_frames=max_frames)
+        finally:
+            source.close()
+        report(stats, output or Path("(window)"), False)
+    except EXPECTED as error:
+        raise click.ClickException(one_line(error)) from None
+    ctx.exit(exit_code(received))
+
+
+def one_line(error: BaseException) -> str:
+    text = str(error).strip() or type(error).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,189 @@
+"""Encode: rendered frames → H.264/MP4 with the source's timestamps, rotation and audio.
+
+The file is written under a hidden temporary name in the output's folder and
+renamed into place by `VideoWriter.close()`, so the final name only ever holds
+a complete, playable file: after a normal end, or after Ctrl-C/SIGTERM once
+the frames in flight are flushed. `abort()` deletes the temporary file.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from .decode import Frame, coded
+
+log = logging.getLogger("streamseg")
+# Encoders that take x264-style `crf` / `preset` options.
+CRF_CODECS = ("libx264", "libx265")
+
+
+class EncodeError(RuntimeError):
+    """The output cannot be written (bad codec, unwritable folder, …)."""
+
+
+@dataclass(frozen=True)
+class EncodeConfig:
+    codec: str = "libx264"     # H.264 in MP4 plays everywhere
+    crf: int = 23              # x264's default quality
+    preset: str = "veryfast"   # keeps encoding well below inference time on a small CPU
+    pix_fmt: str = "yuv420p"   # the only chroma layout every player decodes
+    audio: bool = True         # copy the source's audio stream unchanged
+
+
+def check_codec(name: str) -> None:
+    try:
+        codec = av.Codec(name, "w")
+    except (av.FFmpegError, ValueError):
+        raise EncodeError(f"encoder {name!r} is not available in this FFmpeg build") from None
+    if codec.type != "video":
+        raise EncodeError(f"{name!r} is not a video encoder")
+
+
+def partial_path(path: Path) -> Path:
+    """The hidden temporary name; it keeps the suffix so FFmpeg picks the same container."""
+    return path.parent / f".{path.stem}.partial-{os.getpid()}{path.suffix}"
+
+
+def check_writable(path: Path, overwrite: bool) -> None:
+    """Fail before any work if the output exists (without --overwrite) or its folder is unwritable."""
+    if path.exists() and not overwrite:
+        raise EncodeError(f"{path} already exists; pass --overwrite to replace it")
+    if not path.parent.is_dir():
+        raise EncodeError(f"output folder {path.parent} does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise EncodeError(f"output folder {path.parent} is not writable")
+
+
+def even(image: np.ndarray) -> np.ndarray:
+    """Pad odd heights/widths by repeating the last row/column: yuv420p stores chroma per 2x2 block."""
+    pad_h, pad_w = image.shape[0] % 2, image.shape[1] % 2
+    if pad_h or pad_w:
+        return np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    return image
+
+
+class AudioCopier:
+    """Copies the source's first audio stream packet by packet (no re-encoding)."""
+
+    def __init__(self, source: str, output: av.container.OutputContainer) -> None:
+        self.input = av.open(source)
+        self.in_stream = self.input.streams.audio[0]
+        self.out_stream = output.add_stream_from_template(self.in_stream)
+        self.output = output
+        self.packets = self.input.demux(self.in_stream)
+        self.pending: av.Packet | None = None
+
+    def copy_until(self, seconds: float | None) -> None:
+        """Mux audio packets that start before `seconds` (None: all that remain)."""
+        while True:
+            packet = self.pending or next(self.packets, None)
+            self.pending = None
+            if packet is None or packet.dts is None:  # end of stream, or the demuxer's flush packet
+                return
+            if seconds is not None and packet.pts is not None and packet.pts * packet.time_base > seconds:
+                self.pending = packet
+                return
+            packet.stream = self.out_stream
+            self.output.mux(packet)
+
+    def close(self) -> None:
+        self.input.close()
+
+
+class VideoWriter:
+    """Writes frames to `path` via a temporary file; `close()` finalises and renames."""
+
+    def __init__(self, path: str | Path, config: EncodeConfig = EncodeConfig(), *, rate: Fraction | None = None,
+                 audio_from: str | None = None) -> None:
+        check_codec(config.codec)
+        self.path, self.config = Path(path), config
+        self.rate = rate or Fraction(30)
+        self.tmp = partial_path(self.path)
+        self.audio_from = audio_from if config.audio else None
+        self.container: av.container.OutputContainer | None = None
+        self.stream: av.video.stream.VideoStream | None = None
+        self.audio: AudioCopier | None = None
+        self.frames, self.rotation, self.last_pts, self.end_seconds = 0, 0, None, 0.0
+
+    def _open(self, height: int, width: int, frame: Frame) -> None:
+        try:
+            self.container = av.open(str(self.tmp), "w")
+        except (av.FFmpegError, OSError) as error:
+            raise EncodeError(f"cannot write {self.path}: {error}") from None
+        options = {"crf": str(self.config.crf), "preset": self.config.preset} \
+            if self.config.codec in CRF_CODECS else {}
+        stream = self.container.add_stream(self.config.codec, rate=self.rate, options=options)
+        stream.width, stream.height, stream.pix_fmt = width, height, self.config.pix_fmt
+        # Keep the source's time base so its pts go through unchanged (1/1000 when none).
+        stream.time_base = frame.time_base or Fraction(1, 1000)
+        self.rotation = frame.rotation
+        if frame.rotation:
+            stream.set_display_rotation(frame.rotation)
+        self.stream = stream
+        if self.audio_from:
+            self.audio = AudioCopier(self.audio_from, self.container)
+
+    def write(self, frame: Frame, image: np.ndarray) -> None:
+        """Encode one `(H, W, 3) uint8` RGB image, upright, with `frame`'s timestamp."""
+        stored = coded(image, frame.rotation)
+        picture = even(stored)
+        if self.container is None:
+            if picture.shape != stored.shape:
+                log.warning("odd frame size %dx%d: padded to %dx%d for %s", stored.shape[1], stored.shape[0],
+                            picture.shape[1], picture.shape[0], self.config.pix_fmt)
+            self._open(*picture.shape[:2], frame)
+        out = av.VideoFrame.from_ndarray(picture, format="rgb24")
+        out.pts, out.time_base = self._timestamp(frame)
+        self.container.mux(self.stream.encode(out))
+        self.frames += 1
+        self.end_seconds = float(out.pts * out.time_base)
+        if self.audio:
+            self.audio.copy_until(self.end_seconds)
+
+    def _timestamp(self, frame: Frame) -> tuple[int, Fraction]:
+        time_base = self.stream.time_base
+        if frame.pts is None:  # no container timestamp (raw streams): one nominal frame after the last
+            pts = 0 if self.last_pts is None else self.last_pts + max(1, round(1 / (self.rate * time_base)))
+        else:
+            pts = round(frame.pts * (frame.time_base or time_base) / time_base)
+        if self.last_pts is not None and pts <= self.last_pts:
+            pts = self.last_pts + 1  # MP4 needs strictly increasing timestamps
+        self.last_pts = pts
+        return pts, time_base
+
+    def close(self, *, complete: bool = True) -> Path:
+        """Flush the encoder, finish the container and move it to its final name.
+
+        `complete=False` (an interrupted run) copies audio only up to the last
+        video frame, so sound and picture end together.
+        """
+        if self.container is None:
+            raise EncodeError(f"no frames to write to {self.path}")
+        try:
+            self.container.mux(self.stream.encode(None))
+            if self.audio:
+                self.audio.copy_until(None if complete else self.end_seconds)
+                self.audio.close()
+            self.container.close()
+        except BaseException:
+            self.abort()
+            raise
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the temporary file; the final name is never touched."""
+        if self.audio:
+            self.audio.close()
+        if self.container is not None:
+            try:
+                self.container.close()
+            except av.FFmpegError:
+                pass
+        self.tmp.unlink(missing_ok=True)

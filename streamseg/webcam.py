@@ -1,0 +1,77 @@
+"""The live demo: camera → the same pipeline as `streamseg run` → a window (and a recording).
+
+The window is driven from the calling (main) thread, as GUI toolkits require;
+decoding, inference and rendering run on the pipeline's threads. The camera
+is a live source, so only the newest frame is processed and what the window
+shows lags the camera by about one frame's processing time, not by a queue.
+"""
+from __future__ import annotations
+
+import threading
+
+import cv2
+
+from .backends import Backend
+from .encode import VideoWriter
+from .overlay import Renderer
+from .pipeline import PipelineConfig, segment_frames
+from .source import SourceError, VideoSource
+from .stats import RunStats
+
+WINDOW = "streamseg (q or Esc to quit)"
+QUIT_KEYS = (ord("q"), ord("Q"), 27)  # 27 = Esc
+
+
+class DisplayError(RuntimeError):
+    """No window can be opened (headless OpenCV build or no display)."""
+
+
+def open_window(name: str = WINDOW) -> None:
+    try:
+        cv2.namedWindow(name, cv2.WINDOW_NORMAL)
+    except cv2.error as error:
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
+        raise DisplayError(f"cannot open a window ({reason}); is there a display? "
+                           "Use --no-show with --output to record instead") from None
+
+
+def show(frame_rgb, name: str = WINDOW) -> bool:
+    """Show one `(H, W, 3) uint8` RGB frame; True when the user asked to quit."""
+    cv2.imshow(name, cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
+    key = cv2.waitKey(1) & 0xFF  # also runs the GUI event loop
+    closed = cv2.getWindowProperty(name, cv2.WND_PROP_VISIBLE) < 1  # the window's close button
+    return key in QUIT_KEYS or closed
+
+
+def run_webcam(source: VideoSource, backend: Backend, config: PipelineConfig = PipelineConfig(), *,
+               display: bool = True, writer: VideoWriter | None = None, stats: RunStats | None = None,
+               stop: threading.Event | None = None, max_frames: int | None = None) -> RunStats:
+    """Segment a live source until it ends, `stop` is set, the user quits, or `max_frames` were shown."""
+    stats = stats if stats is not None else RunStats(backend.info.classes)
+    stop = stop if stop is not None else threading.Event()
+    renderer = Renderer(backend.info, config.overlay)
+    if display:
+        open_window()
+    try:
+        for frame in segment_frames(source, backend, config, stats=stats, stop=stop, renderer=renderer):
+            if writer is not None:
+                with stats["encode"].time():
+                    writer.write(frame, frame.rendered)
+            stats.frame_done(frame.born)
+            if display and show(frame.rendered):
+                stop.set()  # frames already in flight are still drawn and recorded
+            if max_frames is not None and stats.frames >= max_frames:
+                stop.set()
+        if stats.frames == 0:
+            raise SourceError(f"{source.info.name} delivered no frames")
+        if writer is not None:
+            writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        if display:
+            cv2.destroyAllWindows()
+            cv2.waitKey(1)  # lets the GUI backend actually tear the window down
+    return stats
