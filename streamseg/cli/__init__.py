@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from .models import models
+from .run import run_command, webcam_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -17,3 +18,5 @@ def main() -> None:
 
 
 main.add_command(models)
+main.add_command(run_command)
+main.add_command(webcam_command)
