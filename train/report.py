@@ -1,0 +1,176 @@
+"""Ship the trained presets and write the README's Results section.
+
+    python -m train.report --runs runs --data ../shared/data/camvid
+
+For each preset (fcn, unet, deeplab): re-evaluates `runs/<name>/best` on val
+at full resolution from the FP16 copy we ship, copies the run's artefacts to
+`docs/results/<name>/`, measures ONNX Runtime CPU fps (batch 1, 360x480), and
+regenerates the table between the README's `results` markers. Nothing in the
+table is typed by hand.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import torch
+
+from streamseg.checkpoint import WEIGHTS_DIR, load_checkpoint, read_info, save_checkpoint
+from streamseg.classes import colorize
+from streamseg.cli.models import describe
+
+from .camvid import CamVid, read_rgb
+from .engine import evaluate
+from .transforms import eval_transform
+
+PRESET_NAMES = ("fcn", "unet", "deeplab")
+ARTEFACTS = ("history.csv", "curves.png", "confusion.png", "per_class_iou.png", "predictions.png", "metrics.json")
+# The seed study's reported val pixel accuracies (its own protocol; see README).
+SEED_PIXEL_ACCURACY = {"deeplab": 0.9587, "fcn": 0.9062, "unet": 0.5892}
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+
+def command_line(config: dict) -> str:
+    """The exact `python -m train` call that reproduces a run's config."""
+    parts = ["python -m train"]
+    for key, value in config.items():
+        if key in ("resume",) or value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else f"--no-{key.replace('_', '-')}")
+        else:
+            parts.append(f"{flag} {value}")
+    return " ".join(parts)
+
+
+def ship(name: str, run: Path) -> Path:
+    """FP16 copy of the best checkpoint into the package."""
+    model, info = load_checkpoint(run / "best.safetensors")
+    WEIGHTS_DIR.mkdir(exist_ok=True)
+    return save_checkpoint(WEIGHTS_DIR / f"{name}.safetensors", model, info, half=True)
+
+
+def evaluate_checkpoint(path: Path, data: str) -> dict:
+    model, info = load_checkpoint(path)
+    val = CamVid(data, "val", eval_transform(info.mean, info.std))
+    loader = torch.utils.data.DataLoader(val, batch_size=1, num_workers=1)
+    _, confusion = evaluate(model, loader, None, torch.device("cpu"), info.num_classes, val.ignore_index)
+    return confusion.compute(info.classes)
+
+
+def onnx_fps(path: Path, frames: int = 30) -> float:
+    """ONNX Runtime CPU frames/s at batch 1, 360x480, warm-up excluded."""
+    from streamseg.backends import load_backend
+    backend, _ = load_backend(str(path), backend="onnx", device="cpu", batch=1)
+    batch = np.random.default_rng(0).standard_normal((1, 3, 360, 480), dtype=np.float32)
+    for _ in range(3):
+        backend.predict(batch)
+    start = time.perf_counter()
+    for _ in range(frames):
+        backend.predict(batch)
+    return frames / (time.perf_counter() - start)
+
+
+def copy_artefacts(name: str, run: Path, out: Path, config: dict) -> None:
+    target = out / name
+    target.mkdir(parents=True, exist_ok=True)
+    for artefact in ARTEFACTS:
+        if (run / artefact).exists():
+            shutil.copy2(run / artefact, target / artefact)
+    (target / "command.txt").write_text(command_line(config) + "\n")
+
+
+def comparison_picture(checkpoints: dict[str, Path], data: str, out: Path, index: int = 50) -> Path:
+    """One val frame: image | ground truth | each model's prediction."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = []
+    for name, path in checkpoints.items():
+        model, info = load_checkpoint(path)
+        val = CamVid(data, "val", eval_transform(info.mean, info.std))
+        image, target = val[index]
+        with torch.inference_mode():
+            prediction = model(image[None]).argmax(1)[0].numpy().astype(np.uint8)
+        if not panels:
+            panels += [("image", read_rgb(val.pairs[index][0])),
+                       ("ground truth", colorize(target.numpy().astype(np.uint8), info.palette))]
+        panels.append((name, colorize(prediction, info.palette)))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.6))
+    for ax, (title, picture) in zip(axes, panels):
+        ax.imshow(picture), ax.set_title(title, fontsize=9), ax.axis("off")
+    path = out / "comparison.png"
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def results_markdown(rows: list[dict], classes: list[str]) -> str:
+    lines = [
+        "| model | arch | pixel acc. | mIoU | precision | recall | F1 | params | GFLOPs | CPU fps (ORT, b=1) "
+        "| best epoch | train time to best | seed study pixel acc. |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        m = r["metrics"]
+        lines.append(
+            f"| {r['name']} | {r['arch']} | {m['pixel_accuracy']:.4f} | {m['mIoU']:.4f} | {m['precision_macro']:.4f} "
+            f"| {m['recall_macro']:.4f} | {m['f1_macro']:.4f} | {r['params_m']:.2f}M | {r['gflops']:.2f} "
+            f"| {r['fps']:.1f} | {r['epochs']} | {r['train_minutes']:.0f} min | {SEED_PIXEL_ACCURACY[r['name']]:.4f} |")
+    lines += ["", "Per-class IoU (val):", "",
+              "| model | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
+    for r in rows:
+        iou = r["metrics"]["iou"]
+        lines.append(f"| {r['name']} | " + " | ".join("–" if iou[c] is None else f"{iou[c]:.3f}" for c in classes)
+                     + " |")
+    return "\n".join(lines)
+
+
+def splice_readme(readme: Path, body: str) -> None:
+    text = readme.read_text()
+    if START not in text or END not in text:
+        raise click.ClickException(f"{readme} has no {START} … {END} markers")
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    readme.write_text(f"{head}{START}\n{body}\n{END}{tail}")
+
+
+@click.command()
+@click.option("--runs", default="runs", type=click.Path(file_okay=False), show_default=True)
+@click.option("--data", default="../shared/data/camvid", type=click.Path(file_okay=False), show_default=True)
+@click.option("--out", default="docs/results", type=click.Path(file_okay=False), show_default=True)
+@click.option("--readme", default="README.md", type=click.Path(dir_okay=False), show_default=True)
+@click.option("--ship/--no-ship", "do_ship", default=True, help="Copy best checkpoints (FP16) into the package.")
+def main(runs: str, data: str, out: str, readme: str, do_ship: bool) -> None:
+    """Ship the three presets and regenerate the README Results section."""
+    out_dir = Path(out)
+    rows, shipped = [], {}
+    for name in PRESET_NAMES:
+        run = Path(runs) / name
+        if not (run / "best.safetensors").exists():
+            raise click.ClickException(f"no trained run for {name} in {run}")
+        path = ship(name, run) if do_ship else run / "best.safetensors"
+        shipped[name] = path
+        info = read_info(run / "best.safetensors")
+        metrics = evaluate_checkpoint(path, data)
+        (out_dir / name).mkdir(parents=True, exist_ok=True)
+        copy_artefacts(name, run, out_dir, info.training["config"])
+        (out_dir / name / "metrics_shipped.json").write_text(json.dumps(metrics, indent=1))
+        rows.append({"name": name, "arch": info.arch, "metrics": metrics, **describe(name),
+                     "fps": onnx_fps(path),
+                     "epochs": f"{info.training['epoch']}/{info.training['config']['epochs']}",
+                     "train_minutes": info.training["train_seconds"] / 60})
+        click.echo(f"{name}: pixel acc {metrics['pixel_accuracy']:.4f} mIoU {metrics['mIoU']:.4f} "
+                   f"fps {rows[-1]['fps']:.1f}")
+    comparison_picture(shipped, data, out_dir)
+    splice_readme(Path(readme), results_markdown(rows, list(rows[0]["metrics"]["classes"])))
+
+
+if __name__ == "__main__":
+    main()
