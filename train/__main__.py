@@ -6,6 +6,7 @@ import sys
 import typing
 
 import click
+from click.core import ParameterSource
 
 from .config import TrainConfig
 
@@ -31,7 +32,8 @@ HELP = {
     "init": "Start from this streamseg checkpoint (mismatched head layers are re-initialised).",
     "pretrained_backbone": "ImageNet backbone weights from torchvision (needs internet or a cache).",
     "freeze": "Freeze this part at the start.", "unfreeze_after": "Unfreeze after N epochs (0 = never).",
-    "resume": "Continue a run: its directory, DIR/last, or DIR/last.resume.pt.",
+    "resume": "Continue a run (its directory, DIR/last or DIR/last.resume.pt) with its saved settings; "
+              "flags given explicitly override them.",
     "threads": "torch CPU threads (0 = default).",
 }
 CHOICES = {"label_format": ["auto", "index", "color"], "classes": ["camvid11", "camvid32"],
@@ -44,7 +46,7 @@ def _option(field: dataclasses.Field) -> typing.Callable:
     name = field.name.replace("_", "-")
     kind = typing.get_type_hints(TrainConfig)[field.name]
     if kind is bool:
-        return click.option(f"--{name}/--no-{name}", default=field.default, help=HELP[field.name])
+        return click.option(f"--{name}/--no-{name}", default=field.default, show_default=True, help=HELP[field.name])
     base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
     ptype = click.Choice(CHOICES[field.name]) if field.name in CHOICES else base
     flags = [f"--{name}"] + ([SHORT[field.name]] if field.name in SHORT else [])
@@ -52,18 +54,32 @@ def _option(field: dataclasses.Field) -> typing.Callable:
                         help=HELP[field.name])
 
 
+def _run(kwargs: dict[str, typing.Any]) -> None:
+    """Train a segmentation model on CamVid."""
+    from .camvid import DataError
+    from .run import train
+    from .state import resumed_config
+    ctx = click.get_current_context()
+    given = {k for k in kwargs if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
+    cfg = TrainConfig(**kwargs)
+    try:
+        cfg = resumed_config(cfg, given) if cfg.resume else cfg
+        train(cfg)
+    except (DataError, OSError, ValueError) as error:  # FileNotFoundError, CheckpointError among them
+        raise click.ClickException(str(error)) from None
+    except KeyboardInterrupt:
+        click.echo(f"interrupted; continue with --resume {cfg.out}", err=True)
+        sys.exit(130)
+
+
 def _command() -> click.Command:
     def main(**kwargs: typing.Any) -> None:
-        """Train a segmentation model on CamVid."""
-        from .camvid import DataError
-        from .run import train
-        try:
-            train(TrainConfig(**kwargs))
-        except (DataError, FileNotFoundError, ValueError) as error:
-            raise click.ClickException(str(error)) from None
-        except KeyboardInterrupt:
-            click.echo("interrupted; resume with --resume " + kwargs["out"], err=True)
-            sys.exit(130)
+        """Train a segmentation model on CamVid.
+
+        With --resume, the saved run's settings are reused; flags given explicitly
+        (e.g. a larger --epochs) override them.
+        """
+        _run(kwargs)
     for field in reversed(dataclasses.fields(TrainConfig)):
         main = _option(field)(main)
     return click.command(context_settings={"help_option_names": ["-h", "--help"]})(main)

@@ -80,8 +80,14 @@ class CamVid(Dataset):
         self.pairs = find_pairs(self.root, split)
         self.format = detect_format(self.pairs) if label_format == "auto" else label_format
         self.transform = transform
+        if classes == "camvid32" and self.format != "color":
+            raise DataError(f"--classes camvid32 needs colour-coded labels (*_L.png + label_colors.txt); "
+                            f"{self.pairs[0][1]} is an index map")
+        if self.format == "color" and not (self.root / "label_colors.txt").is_file():
+            raise DataError(f"colour-coded labels need {self.root / 'label_colors.txt'} (R G B Name per line)")
         self.classes, self.palette = class_table(self.root, self.format, classes)
-        self.ignore_index = VOID_INDEX if len(self.classes) == len(CAMVID_CLASSES) else 255
+        # Raw colour classes use 255 for unknown colours: 11 may be a real class there.
+        self.ignore_index = 255 if classes == "camvid32" else VOID_INDEX
         self.colors = load_label_colors(self.root / "label_colors.txt") if self.format == "color" else None
         self.grouped = classes != "camvid32"
 

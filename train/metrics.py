@@ -66,3 +66,16 @@ def metrics_from_confusion(matrix: np.ndarray, class_names: tuple[str, ...] | No
         "confusion_matrix": matrix.astype(int).tolist(),
         "classes": list(names),
     }
+
+
+def json_safe(value: object) -> object:
+    """NaN/inf → None and numpy scalars → Python numbers, recursively (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

@@ -4,11 +4,13 @@ from __future__ import annotations
 import math
 import os
 import random
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, get_worker_info
 
 from streamseg.checkpoint import ModelInfo, load_state
 from streamseg.models import resolve
@@ -41,9 +43,41 @@ def _seed_worker(worker_id: int) -> None:
     seed = torch.initial_seed() % 2**32  # set per worker by the DataLoader's generator
     np.random.seed(seed)
     random.seed(seed)
+    seed_transform(get_worker_info().dataset, seed)
 
 
-def build_data(cfg: TrainConfig, info: ModelInfo, world: int) -> tuple[CamVid, CamVid, DataLoader, DataLoader]:
+def seed_transform(dataset: CamVid, seed: int) -> None:
+    """Albumentations 2 keeps its own RNG, deaf to np.random/random seeds: seed it explicitly."""
+    if hasattr(dataset.transform, "set_random_seed"):
+        dataset.transform.set_random_seed(seed)
+
+
+def seed_epoch(loader: DataLoader, dataset: CamVid, seed: int, epoch: int, rank: int) -> None:
+    """Shuffle order, worker seeds and augmentations depend on (seed, epoch, rank) only,
+    so a resumed run sees exactly the batches the uninterrupted run would have seen."""
+    epoch_seed = seed * 100_003 + epoch + rank * 1_000_003
+    loader.generator.manual_seed(epoch_seed)
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+    seed_transform(dataset, epoch_seed % 2**32)  # used when workers == 0 (workers reseed their copy)
+
+
+class ShardSampler(Sampler[int]):
+    """Every `world`-th index from `rank`: each val image is evaluated exactly once across
+    ranks (DistributedSampler pads with repeats, which would bias the summed confusion matrix)."""
+
+    def __init__(self, length: int, rank: int, world: int) -> None:
+        self.indices = list(range(rank, length, world))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def build_data(cfg: TrainConfig, info: ModelInfo, rank: int = 0,
+               world: int = 1) -> tuple[CamVid, CamVid, DataLoader, DataLoader]:
     probe = CamVid(cfg.data, cfg.train_split, lambda **kw: kw, label_format=cfg.label_format, classes=cfg.classes)
     void = probe.ignore_index
     train_set = CamVid(cfg.data, cfg.train_split, train_transform(cfg, info.mean, info.std, void),
@@ -53,7 +87,7 @@ def build_data(cfg: TrainConfig, info: ModelInfo, world: int) -> tuple[CamVid, C
     pin = torch.cuda.is_available()
     generator = torch.Generator().manual_seed(cfg.seed)
     train_sampler = DistributedSampler(train_set, seed=cfg.seed) if world > 1 else None
-    val_sampler = DistributedSampler(val_set, shuffle=False) if world > 1 else None
+    val_sampler = ShardSampler(len(val_set), rank, world) if world > 1 else None
     train_loader = DataLoader(train_set, batch_size=cfg.batch_size, shuffle=train_sampler is None,
                               sampler=train_sampler, num_workers=cfg.workers, pin_memory=pin, drop_last=True,
                               worker_init_fn=_seed_worker, generator=generator)

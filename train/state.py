@@ -8,6 +8,7 @@ loads with `torch.load(weights_only=True)`.
 """
 from __future__ import annotations
 
+import dataclasses
 import random
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ import numpy as np
 import torch
 
 from streamseg.checkpoint import atomic_write
+
+from .config import TrainConfig
 
 RESUME_NAME = "last.resume.pt"
 
@@ -53,3 +56,16 @@ def resume_path(spec: str) -> Path:
 
 def load_resume(spec: str) -> dict[str, Any]:
     return torch.load(resume_path(spec), map_location="cpu", weights_only=True)
+
+
+def resumed_config(cfg: TrainConfig, given: set[str]) -> TrainConfig:
+    """The saved run's config, overridden only by the flags given on this command line
+    (e.g. a larger --epochs); `--out` defaults to the folder the resume file is in."""
+    path = resume_path(cfg.resume)
+    saved = load_resume(str(path)).get("config", {})
+    fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    merged = {k: v for k, v in saved.items() if k in fields}
+    merged.update({k: getattr(cfg, k) for k in given})
+    if "out" not in given:
+        merged["out"] = str(path.parent)
+    return TrainConfig(**{**merged, "resume": cfg.resume})

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import click
 
+from .evaluate import evaluate
 from .models import models
 from .run import run_command, webcam_command
+from .train_cmd import train_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -20,3 +22,5 @@ def main() -> None:
 main.add_command(models)
 main.add_command(run_command)
 main.add_command(webcam_command)
+main.add_command(evaluate)
+main.add_command(train_command)

@@ -1,0 +1,86 @@
+"""What a run leaves behind after each epoch: checkpoints, history, plots, metrics.
+
+Every file is written atomically (temp + rename), so a run killed at any
+moment leaves the previous version of each file, never half of one.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from streamseg.checkpoint import ModelInfo, atomic_write, save_checkpoint
+
+from .camvid import CamVid, read_rgb
+from .config import TrainConfig
+from .metrics import json_safe
+from .plots import plot_confusion, plot_curves, plot_per_class_iou, plot_predictions
+from .state import rng_state, save_resume
+
+HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "pixel_accuracy", "mIoU", "lr", "seconds", "images_per_s"]
+
+
+def write_text(path: Path, text: str) -> Path:
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+
+
+def write_json(path: Path, data: dict) -> Path:
+    """Strict JSON (NaN → null), written atomically."""
+    return write_text(path, json.dumps(json_safe(data), indent=1, allow_nan=False) + "\n")
+
+
+def write_history(out: Path, history: list[dict]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=HISTORY_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(history)
+    write_text(out / "history.csv", buffer.getvalue())
+
+
+def predictions(model: nn.Module, val_set: CamVid, device: torch.device, count: int = 3) -> list:
+    """A few evenly spaced val frames: (image, ground truth, prediction)."""
+    model.eval()
+    picks = np.unique(np.linspace(0, len(val_set) - 1, count).astype(int))
+    rows = []
+    with torch.inference_mode():
+        for i in picks:
+            image, target = val_set[int(i)]
+            prediction = model(image[None].to(device)).argmax(1)[0].cpu().numpy().astype(np.uint8)
+            rows.append((read_rgb(val_set.pairs[int(i)][0]), target.numpy().astype(np.uint8), prediction))
+    return rows
+
+
+def save_best_artefacts(out: Path, metrics: dict, model: nn.Module, val_set: CamVid, device: torch.device,
+                        info: ModelInfo) -> None:
+    write_json(out / "metrics.json", metrics)
+    plot_confusion(metrics, out / "confusion.png")
+    plot_per_class_iou(metrics, out / "per_class_iou.png")
+    plot_predictions(predictions(model, val_set, device), info.palette, out / "predictions.png")
+
+
+def info_with_summary(info: ModelInfo, cfg: TrainConfig, epoch: int, metrics: dict, seconds: float) -> ModelInfo:
+    summary = {"epoch": epoch, "val_mIoU": metrics["mIoU"], "val_pixel_accuracy": metrics["pixel_accuracy"],
+               "train_seconds": round(seconds, 1), "config": cfg.to_dict()}
+    return ModelInfo(**{**info.__dict__, "training": json_safe(summary)})
+
+
+def save_epoch(cfg: TrainConfig, out: Path, model: nn.Module, info: ModelInfo, state: dict, metrics: dict,
+               improved: bool, optimisation: tuple, val_set: CamVid, device: torch.device) -> None:
+    """Order matters for crash safety: artefacts first, the resume file last, so a
+    resume file always describes an epoch whose artefacts are complete."""
+    optimizer, scheduler, scaler = optimisation
+    write_history(out, state["history"])
+    plot_curves(out / "history.csv", out / "curves.png")
+    summary = info_with_summary(info, cfg, state["epoch"], metrics, state["seconds"])
+    save_checkpoint(out / "last.safetensors", model, summary)
+    if improved:
+        save_checkpoint(out / "best.safetensors", model, summary)
+        save_best_artefacts(out, {**metrics, "epoch": state["epoch"]}, model, val_set, device, info)
+    save_resume(out, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                      "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+                      "rng": rng_state(), "state": state, "config": cfg.to_dict()})

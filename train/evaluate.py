@@ -1,0 +1,91 @@
+"""Evaluate a checkpoint on a CamVid split at full resolution (`streamseg eval`)."""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from streamseg.checkpoint import ModelInfo, atomic_write, load_checkpoint
+from streamseg.classes import CAMVID_CLASSES
+
+from .camvid import CamVid, DataError
+from .engine import evaluate
+from .metrics import json_safe
+from .transforms import eval_transform
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    checkpoint: str                     # a .safetensors file (presets are resolved by the CLI)
+    data: str
+    split: str = "val"
+    label_format: str = "auto"          # index | color | auto
+    device: str = "auto"                # auto = CUDA when available
+    workers: int = 0
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {name}: CUDA is not available on this machine")
+    return device
+
+
+def open_split(cfg: EvalConfig, info: ModelInfo) -> CamVid:
+    """The split, labelled with the checkpoint's classes (11 groups, or the raw colour table)."""
+    classes = "camvid11" if info.classes == CAMVID_CLASSES else "camvid32"
+    dataset = CamVid(cfg.data, cfg.split, eval_transform(info.mean, info.std), label_format=cfg.label_format,
+                     classes=classes)
+    if dataset.classes != info.classes:
+        raise DataError(f"the checkpoint's {info.num_classes} classes ({', '.join(info.classes[:3])}, …) do not "
+                        f"match the data's {len(dataset.classes)} ({', '.join(dataset.classes[:3])}, …)")
+    return dataset
+
+
+def evaluate_checkpoint(cfg: EvalConfig) -> dict:
+    """Metrics of `cfg.checkpoint` on `cfg.split`: per-class IoU/precision/recall/F1, their
+    macro means, pixel and mean accuracy, mIoU, fwIoU and the confusion matrix."""
+    device = pick_device(cfg.device)
+    model, info = load_checkpoint(cfg.checkpoint, device)
+    dataset = open_split(cfg, info)
+    # Batch 1: frames of a split may differ in size, and this is the full-resolution number.
+    loader = DataLoader(dataset, batch_size=1, num_workers=cfg.workers, pin_memory=device.type == "cuda")
+    start = time.perf_counter()
+    _, confusion = evaluate(model, loader, None, device, info.num_classes, dataset.ignore_index)
+    metrics = confusion.compute(info.classes)
+    return {"checkpoint": str(cfg.checkpoint), "model": info.name, "arch": info.arch,
+            "data": str(Path(cfg.data)), "split": cfg.split, "label_format": dataset.format,
+            "images": len(dataset), "pixels": int(confusion.matrix.sum()), "device": str(device),
+            "seconds": round(time.perf_counter() - start, 2), **metrics}
+
+
+def format_table(metrics: dict) -> str:
+    """Per-class IoU / precision / recall / F1, then the summary; '-' marks a class with no pixels."""
+    def cell(value: float | None) -> str:
+        return f"{value:>9.4f}" if value is not None and value == value else f"{'-':>9}"
+
+    width = max(12, *(len(n) for n in metrics["classes"]))
+    lines = [f"{'class':<{width}} {'IoU':>9} {'precision':>9} {'recall':>9} {'F1':>9}"]
+    for name in metrics["classes"]:
+        lines.append(f"{name:<{width}} " + " ".join(cell(metrics[k][name]) for k in ("iou", "precision",
+                                                                                      "recall", "f1")))
+    lines.append(f"{'macro':<{width}} " + " ".join(cell(metrics[k]) for k in ("mIoU", "precision_macro",
+                                                                             "recall_macro", "f1_macro")))
+    lines.append(f"pixel accuracy {cell(metrics['pixel_accuracy']).strip()}  mean accuracy "
+                 f"{cell(metrics['mean_accuracy']).strip()}  mIoU {cell(metrics['mIoU']).strip()}  "
+                 f"fwIoU {cell(metrics['fwIoU']).strip()}")
+    return "\n".join(lines)
+
+
+def save_report(path: str | Path, metrics: dict) -> Path:
+    """Strict JSON (a class with no pixels → null), written atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(json_safe(metrics), indent=1, allow_nan=False) + "\n"
+    return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
