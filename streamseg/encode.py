@@ -121,7 +121,9 @@ class VideoWriter:
         stream = self.container.add_stream(self.config.codec, rate=self.rate, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, self.config.pix_fmt
         # Keep the source's time base so its pts go through unchanged (1/1000 when none).
-        stream.time_base = frame.time_base or Fraction(1, 1000)
+        # The codec uses the same time base: rounding pts to 1/fps could merge frames of a
+        # variable-rate source (a camera) onto one tick, which the encoder rejects.
+        stream.time_base = stream.codec_context.time_base = frame.time_base or Fraction(1, 1000)
         self.rotation = frame.rotation
         if frame.rotation:
             stream.set_display_rotation(frame.rotation)

@@ -101,9 +101,9 @@ class Capture(Protocol):
 class CameraSource:
     """A live camera through `cv2.VideoCapture` (or any `Capture`-like object)."""
 
-    def __init__(self, index: int, capture_factory: Callable[[int], Capture] = cv2.VideoCapture) -> None:
+    def __init__(self, index: int, capture_factory: Callable[[int], Capture] | None = None) -> None:
         self.report = DecodeReport()
-        self.capture = capture_factory(index)
+        self.capture = (capture_factory or cv2.VideoCapture)(index)
         if not self.capture.isOpened():
             self.capture.release()
             raise SourceError(f"camera {index} could not be opened (is it connected and not in use?)")
@@ -138,7 +138,7 @@ def expand_sources(spec: str) -> list[str]:
     return [spec]
 
 
-def open_source(spec: str, *, capture_factory: Callable[[int], Capture] = cv2.VideoCapture) -> VideoSource:
+def open_source(spec: str, *, capture_factory: Callable[[int], Capture] | None = None) -> VideoSource:
     """Open one source: a camera index (`0`), a URL, or a file path."""
     if spec.isdigit():
         return CameraSource(int(spec), capture_factory)

@@ -34,11 +34,13 @@ class StageTimer:
     frames: int = 0          # frames covered by the counted calls (a batch covers several)
     total: float = 0.0
     samples: list[float] = field(default_factory=list)  # per-frame ms
+    warm: list[tuple[float, int]] = field(default_factory=list)
     _rng: random.Random = field(default_factory=lambda: random.Random(0), repr=False)
 
     def add(self, seconds: float, frames: int = 1) -> None:
         self.calls += 1
         if self.calls <= self.warmup:
+            self.warm.append((seconds, frames))  # used only if the run ends inside warm-up
             return
         self.frames += frames
         self.total += seconds
@@ -58,11 +60,18 @@ class StageTimer:
         yield
         self.add(time.perf_counter() - start, frames)
 
+    def rate(self) -> float:
+        """Frames per second of this stage alone (warm-up included only if that is all there is)."""
+        total, frames = (self.total, self.frames) if self.frames else \
+            (sum(s for s, _ in self.warm), sum(n for _, n in self.warm))
+        return frames / total if total > 0 else 0.0
+
     def summary(self) -> dict[str, float]:
-        if not self.samples:
+        values = np.asarray(self.samples or [1000.0 * s / n for s, n in self.warm])
+        if not values.size:
             return {"mean_ms": 0.0, "p50_ms": 0.0, "p95_ms": 0.0}
-        values = np.asarray(self.samples)
-        return {"mean_ms": 1000.0 * self.total / self.frames,
+        rate = self.rate()
+        return {"mean_ms": 1000.0 / rate if rate else 0.0,
                 "p50_ms": float(np.percentile(values, 50)), "p95_ms": float(np.percentile(values, 95))}
 
 
@@ -71,6 +80,7 @@ class RunStats:
 
     def __init__(self, classes: tuple[str, ...] = (), warmup: int = WARMUP_CALLS) -> None:
         self.timers = {name: StageTimer(name, warmup) for name in (*STAGES, "latency")}
+        self.timers["inference"].warmup = 1  # counted in batches: the first one pays for allocation
         self.shares = ClassShares(classes)
         self.frames = 0
         self.dropped = 0       # live frames replaced by a newer one before processing
@@ -96,12 +106,11 @@ class RunStats:
         wall = (self.finished or time.perf_counter()) - self.started
         steady = self.frames - self.warmup_frames
         steady_time = (self.finished - self.steady_start) if self.steady_start and self.finished else 0.0
-        inference = self.timers["inference"]
         return {
             "frames": self.frames, "wall_s": wall, "dropped": self.dropped, "corrupt": self.corrupt,
             "fps_end_to_end": self.frames / wall if wall > 0 else 0.0,
             "fps_steady": steady / steady_time if steady > 0 and steady_time > 0 else 0.0,
-            "fps_network": inference.frames / inference.total if inference.total > 0 else 0.0,
+            "fps_network": self.timers["inference"].rate(),
             "batch_shape": list(self.batch_shape) if self.batch_shape else None,
             "stages": {name: timer.summary() for name, timer in self.timers.items()},
             "class_shares": self.shares.shares(),

@@ -7,6 +7,8 @@ shows lags the camera by about one frame's processing time, not by a queue.
 """
 from __future__ import annotations
 
+import os
+import sys
 import threading
 
 import cv2
@@ -26,7 +28,21 @@ class DisplayError(RuntimeError):
     """No window can be opened (headless OpenCV build or no display)."""
 
 
+def gui_backend() -> str:
+    """The GUI toolkit OpenCV was built with ("NONE" for the headless wheels)."""
+    for line in cv2.getBuildInformation().splitlines():
+        if line.strip().startswith("GUI:"):
+            return line.split(":", 1)[1].strip()
+    return "NONE"
+
+
 def open_window(name: str = WINDOW) -> None:
+    if gui_backend() == "NONE":
+        raise DisplayError("this OpenCV build has no GUI (opencv-python-headless?); install opencv-python, "
+                           "or use --no-show with --output")
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        # Checked here because Qt aborts the whole process when it cannot reach a display.
+        raise DisplayError("no display (DISPLAY is not set); use --no-show with --output to record instead")
     try:
         cv2.namedWindow(name, cv2.WINDOW_NORMAL)
     except cv2.error as error:
