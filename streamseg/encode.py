@@ -142,7 +142,10 @@ class VideoWriter:
             self._open(*picture.shape[:2], frame)
         out = av.VideoFrame.from_ndarray(picture, format="rgb24")
         out.pts, out.time_base = self._timestamp(frame)
-        self.container.mux(self.stream.encode(out))
+        try:
+            self.container.mux(self.stream.encode(out))
+        except (av.FFmpegError, OSError) as error:
+            raise self._write_error(error) from None
         self.frames += 1
         self.end_seconds = float(out.pts * out.time_base)
         if self.audio:
@@ -173,11 +176,18 @@ class VideoWriter:
                 self.audio.copy_until(None if complete else self.end_seconds)
                 self.audio.close()
             self.container.close()
+        except (av.FFmpegError, OSError) as error:
+            self.abort()
+            raise self._write_error(error) from None
         except BaseException:
             self.abort()
             raise
         os.replace(self.tmp, self.path)
         return self.path
+
+    def _write_error(self, error: Exception) -> EncodeError:
+        """Disk full, file too large, share gone: name the output the user asked for, not the temp file."""
+        return EncodeError(f"cannot write {self.path}: {getattr(error, 'strerror', None) or error}")
 
     def abort(self) -> None:
         """Drop the temporary file; the final name is never touched."""

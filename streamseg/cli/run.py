@@ -113,8 +113,19 @@ def plan_outputs(sources: list[str], output: Path | None) -> list[Path]:
     if output is not None and (len(sources) > 1 or output.is_dir()):
         if not output.is_dir():
             raise EncodeError(f"--output {output} must be an existing folder when SOURCE matches several files")
-        return [default_output(spec, output) for spec in sources]
-    return [output or default_output(sources[0], None)]
+        outputs = [default_output(spec, output) for spec in sources]
+    else:
+        outputs = [output or default_output(sources[0], None)]
+    refuse_inputs_as_outputs(sources, outputs)
+    return outputs
+
+
+def refuse_inputs_as_outputs(sources: list[str], outputs: list[Path]) -> None:
+    """`--overwrite` replaces an old result, never the video being read."""
+    inputs = {Path(spec).resolve() for spec in sources if "://" not in spec and not spec.isdigit()}
+    for path in outputs:
+        if path.resolve() in inputs:
+            raise EncodeError(f"output {path} is also an input; choose another --output")
 
 
 def open_backend(config: ModelConfig, batch: int) -> Backend:
