@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import typing
+from pathlib import Path
 
 import click
 from click.core import ParameterSource
@@ -39,7 +40,8 @@ HELP = {
 CHOICES = {"label_format": ["auto", "index", "color"], "classes": ["camvid11", "camvid32"],
            "optimizer": ["adam", "adamw", "sgd", "rmsprop"], "schedule": ["constant", "poly", "cosine"],
            "loss": ["ce", "wce", "dice", "ce+dice"], "freeze": ["backbone", "encoder"]}
-SHORT = {"batch_size": "-b", "workers": "-j", "weight_decay": "--wd"}
+# torchvision references' spellings, as users know them.
+SHORT = {"batch_size": "-b", "workers": "-j", "weight_decay": "--wd", "warmup_epochs": "--lr-warmup-epochs"}
 
 
 def _option(field: dataclasses.Field) -> typing.Callable:
@@ -56,12 +58,14 @@ def _option(field: dataclasses.Field) -> typing.Callable:
 
 def _run(kwargs: dict[str, typing.Any]) -> None:
     """Train a segmentation model on CamVid."""
-    from .camvid import DataError
-    from .run import train
-    from .state import resumed_config
     ctx = click.get_current_context()
     given = {k for k in kwargs if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
     cfg = TrainConfig(**kwargs)
+    if not cfg.resume and not Path(cfg.data).is_dir():  # say so before seconds of torch imports
+        raise click.ClickException(f"data directory not found: {cfg.data}")
+    from .camvid import DataError
+    from .run import train
+    from .state import resumed_config
     try:
         cfg = resumed_config(cfg, given) if cfg.resume else cfg
         train(cfg)

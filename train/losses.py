@@ -43,6 +43,9 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, eps
 
 def build_loss(name: str, ignore_index: int, weights: torch.Tensor | None = None) -> Loss:
     def ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if not (target != ignore_index).any():
+            # An all-void crop: PyTorch's mean over zero pixels is NaN, which would poison the weights.
+            return logits.float().sum() * 0.0
         w = weights.to(logits.device) if weights is not None else None
         return F.cross_entropy(logits.float(), target, weight=w, ignore_index=ignore_index)
 

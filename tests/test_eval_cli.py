@@ -1,0 +1,126 @@
+"""`streamseg eval` (and `streamseg train` forwarding) on tiny synthetic data."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from camvid_data import COLOR_TABLE, make_camvid, make_camvid_color, valid_pixels
+from streamseg.checkpoint import ModelInfo, load_checkpoint, save_checkpoint
+from streamseg.classes import CAMVID_CLASSES, VOID_INDEX
+from streamseg.cli import main
+from train.metrics import metrics_from_confusion
+
+TINY_UNET = {"base_channels": 4, "depth": 2}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_camvid(tmp_path_factory.mktemp("camvid"), {"val": 2, "test": 3})
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    torch.manual_seed(0)
+    info = ModelInfo(name="unet-tiny", arch="unet", options=TINY_UNET)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.safetensors", info.build(), info)
+
+
+def invoke(*args: object):
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def reference_confusion(checkpoint: Path, data: Path, split: str) -> np.ndarray:
+    """The confusion matrix computed independently: read, normalise, argmax, bincount."""
+    model, info = load_checkpoint(checkpoint)
+    n, matrix = info.num_classes, np.zeros((info.num_classes,) * 2, np.int64)
+    for image_path in sorted((data / split).glob("*.png")):
+        rgb = cv2.cvtColor(cv2.imread(str(image_path)), cv2.COLOR_BGR2RGB).astype(np.float32) / 255
+        x = torch.from_numpy(((rgb - info.mean) / info.std).transpose(2, 0, 1)[None].astype(np.float32))
+        with torch.no_grad():
+            prediction = model(x).argmax(1)[0].numpy()
+        truth = cv2.imread(str(data / f"{split}annot" / image_path.name), cv2.IMREAD_GRAYSCALE)
+        keep = truth != VOID_INDEX
+        matrix += np.bincount(n * truth[keep].astype(np.int64) + prediction[keep], minlength=n * n).reshape(n, n)
+    return matrix
+
+
+def test_eval_any_split_table_and_json(data: Path, checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "reports" / "test.json"  # parent folder created on demand
+    result = invoke("eval", "--model", checkpoint, "--data", data, "--split", "test", "--json", out)
+    assert result.exit_code == 0, result.output
+    # splitlines() also splits at the progress bar's \r; drop the bar and blank lines.
+    lines = [line.strip() for line in result.output.splitlines() if line.strip() and "it/s" not in line]
+    assert "3 images" in lines[0]
+    assert lines[1].split() == ["class", "IoU", "precision", "recall", "F1"]
+    assert [line.split()[0] for line in lines[2:13]] == list(CAMVID_CLASSES)
+    assert lines[13].startswith("macro") and "fwIoU" in lines[14]
+    report = json.loads(out.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}"))
+    expected = reference_confusion(checkpoint, data, "test")
+    assert report["confusion_matrix"] == expected.tolist()
+    assert report["pixels"] == valid_pixels(data, "test") and report["images"] == 3 and report["split"] == "test"
+    reference = metrics_from_confusion(expected, CAMVID_CLASSES)
+    for key in ("pixel_accuracy", "mean_accuracy", "mIoU", "fwIoU", "precision_macro", "recall_macro",
+                "f1_macro"):
+        assert report[key] == pytest.approx(reference[key]), key
+    for key in ("iou", "precision", "recall", "f1"):
+        assert report[key] == pytest.approx(reference[key]), key
+    assert report["iou"]["Pedestrian"] is None  # absent from the data and (here) never predicted
+
+
+def test_eval_colour_layout_with_raw_classes(tmp_path: Path) -> None:
+    data = make_camvid_color(tmp_path / "color", {"val": 2})
+    names, palette = tuple(n for n, _ in COLOR_TABLE), tuple(c for _, c in COLOR_TABLE)
+    info = ModelInfo(name="unet-c6", arch="unet", options=TINY_UNET, classes=names, palette=palette)
+    checkpoint = save_checkpoint(tmp_path / "c6.safetensors", info.build(), info)
+    result = invoke("eval", "--model", checkpoint, "--data", data, "--json", tmp_path / "m.json")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "m.json").read_text())
+    assert report["classes"] == list(names) and report["label_format"] == "color"
+    assert sum(map(sum, report["confusion_matrix"])) == 2 * 48 * 64  # every colour is in the table
+    mismatch = invoke("eval", "--model", checkpoint, "--data", make_camvid(tmp_path / "index", {"val": 1}))
+    assert mismatch.exit_code == 1 and "colour-coded labels" in mismatch.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--model", "deeplab"], "no shipped weights for 'deeplab'"),
+    (["--model", "{tmp}/missing.safetensors"], "model file not found"),
+    (["--model", "nonsense"], "unknown model 'nonsense'"),
+    (["--model", "{ckpt}", "--split", "train"], "no split 'train'"),
+    (["--model", "{ckpt}", "--data", "{tmp}/nowhere"], "data directory not found"),
+    (["--model", "{ckpt}", "--device", "cuda:7"], "CUDA is not available"),
+    (["--model", "{ckpt}", "--label-format", "plaid"], "Invalid value for '--label-format'"),
+])
+def test_eval_errors_are_one_line(data: Path, checkpoint: Path, tmp_path: Path, args: list[str],
+                                  message: str) -> None:
+    if "cuda" in " ".join(args) and torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    args = [a.format(tmp=tmp_path, ckpt=checkpoint) for a in args]
+    result = invoke("eval", "--data", data, *args)
+    assert result.exit_code in (1, 2) and isinstance(result.exception, SystemExit)
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_eval_without_training_extra(data: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "albumentations", None)  # import now raises ImportError
+    for name in ("train.evaluate", "train.transforms"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    result = invoke("eval", "--model", checkpoint, "--data", data)
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: streamseg eval needs the training extra") and "pip install" in result.output
+
+
+def test_train_command_forwards_to_python_m_train(tmp_path: Path) -> None:
+    help_text = invoke("train", "--help")
+    assert help_text.exit_code == 0 and "Usage: streamseg train" in help_text.output
+    assert "--unfreeze-after" in help_text.output and "--lr-warmup-epochs" in help_text.output
+    missing = invoke("train", "--data", tmp_path / "none", "--out", tmp_path / "o")
+    assert missing.exit_code == 1 and "data directory not found" in missing.output
+    bad = invoke("train", "--schedule", "zigzag")
+    assert bad.exit_code == 2 and "Invalid value for '--schedule'" in bad.output

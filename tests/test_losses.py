@@ -1,0 +1,80 @@
+"""Each loss on a hand-made case, and median-frequency weights on hand-made masks."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from train.losses import build_loss, dice_loss, median_frequency_weights
+
+VOID = 2
+
+
+def _case() -> tuple[torch.Tensor, torch.Tensor]:
+    """Two classes, three pixels in a row: logits [0, 0], [ln 3, 0], [5, -5]; targets 0, 1, void."""
+    logits = torch.tensor([[0.0, math.log(3), 5.0], [0.0, 0.0, -5.0]]).reshape(1, 2, 1, 3)
+    return logits, torch.tensor([[[0, 1, VOID]]])
+
+
+def test_cross_entropy_ignores_void() -> None:
+    logits, target = _case()
+    # pixel 1: p(0) = 1/2; pixel 2: p(1) = 1/(3+1) = 1/4; the void pixel costs nothing.
+    expected = (math.log(2) + math.log(4)) / 2
+    assert build_loss("ce", VOID)(logits, target).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_weighted_cross_entropy_is_a_weighted_mean() -> None:
+    logits, target = _case()
+    weights = torch.tensor([1.0, 3.0])
+    expected = (1 * math.log(2) + 3 * math.log(4)) / (1 + 3)
+    assert build_loss("wce", VOID, weights)(logits, target).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_dice_soft_probabilities() -> None:
+    # Uniform logits: every pixel is 1/2 class 0, 1/2 class 1. Targets 0, 1, void.
+    logits, target = torch.zeros(1, 2, 1, 3), torch.tensor([[[0, 1, VOID]]])
+    # per class: |P∩G| = 0.5, |P| = 1 (void masked out), |G| = 1 → (2·0.5 + 1) / (2 + 1) = 2/3
+    assert dice_loss(logits, target, VOID).item() == pytest.approx(1 - 2 / 3, rel=1e-6)
+    assert build_loss("dice", VOID)(logits, target).item() == pytest.approx(1 / 3, rel=1e-6)
+
+
+def test_dice_hard_predictions() -> None:
+    # Confident predictions 0, 1, 1, (anything on void) for targets 0, 0, 1, void.
+    logits = torch.tensor([[30.0, -30, -30, 30], [-30, 30, 30, -30]]).reshape(1, 2, 1, 4)
+    target = torch.tensor([[[0, 0, 1, VOID]]])
+    # class 0: (2·1 + 1) / (1 + 2 + 1) = 3/4; class 1: (2·1 + 1) / (2 + 1 + 1) = 3/4
+    assert dice_loss(logits, target, VOID).item() == pytest.approx(0.25, abs=1e-6)
+
+
+def test_ce_plus_dice_is_the_sum() -> None:
+    logits, target = _case()
+    total = build_loss("ce+dice", VOID)(logits, target)
+    parts = build_loss("ce", VOID)(logits, target) + build_loss("dice", VOID)(logits, target)
+    assert total.item() == pytest.approx(parts.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["ce", "wce", "dice", "ce+dice"])
+def test_all_void_batch_is_zero_and_finite(name: str) -> None:
+    logits = torch.randn(2, 2, 3, 3, requires_grad=True)
+    loss = build_loss(name, VOID, torch.ones(2))(logits, torch.full((2, 3, 3), VOID))
+    loss.backward()
+    assert loss.item() == 0.0
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_unknown_loss_and_missing_weights() -> None:
+    with pytest.raises(ValueError, match="unknown loss"):
+        build_loss("focal", VOID)
+    with pytest.raises(ValueError, match="weights"):
+        build_loss("wce", VOID)
+
+
+def test_median_frequency_weights() -> None:
+    masks = [np.array([[0, 0, 0, 1]], np.uint8), np.array([[0, 2, 2, 9]], np.uint8)]  # 9 = void
+    weights = median_frequency_weights(masks, num_classes=4, ignore_index=9)
+    # pixels / pixels of the images the class appears in (void excluded):
+    # f0 = 4/7, f1 = 1/4, f2 = 2/3 → median 4/7; class 3 never appears → weight 0.
+    np.testing.assert_allclose(weights.numpy(), [1.0, 16 / 7, 6 / 7, 0.0], rtol=1e-6)
+    assert weights.dtype == torch.float32

@@ -1,0 +1,223 @@
+"""`python -m train` end to end on tiny synthetic CamVid data (tmp_path only, never ../shared).
+
+In-process runs go through the click command (CliRunner); the SIGKILL and DDP
+tests need real processes. Everything uses 32x32 crops, batch 2, `-j 0`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner, Result
+from safetensors.torch import load_file
+
+from camvid_data import COLOR_TABLE, make_camvid, make_camvid_color, valid_pixels
+from streamseg.checkpoint import ModelInfo, load_checkpoint, read_info, save_checkpoint
+from train.__main__ import cli
+from train.state import RESUME_NAME, load_resume
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["-b", "2", "-j", "0", "--crop-height", "32", "--crop-width", "32", "--threads", "1", "--epochs", "1"]
+ARTEFACTS = ["best.safetensors", "last.safetensors", RESUME_NAME, "history.csv", "curves.png", "confusion.png",
+             "per_class_iou.png", "predictions.png", "metrics.json"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_camvid(tmp_path_factory.mktemp("camvid"))
+
+
+@pytest.fixture(scope="module")
+def color_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_camvid_color(tmp_path_factory.mktemp("camvid_color"))
+
+
+def run_train(*args: object) -> Result:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    if result.exception and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def history(out: Path) -> list[dict]:
+    lines = (out / "history.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    return [dict(zip(header, line.split(","))) for line in lines[1:]]
+
+
+def parameters(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
+    """A checkpoint's learnable tensors (BatchNorm running stats move even when frozen)."""
+    model, _ = load_checkpoint(path)
+    return {k: v for k, v in model.named_parameters() if k.startswith(prefix)}
+
+
+def save_random(path: Path, name: str) -> Path:
+    info = ModelInfo.for_model(name)
+    torch.manual_seed(123)
+    return save_checkpoint(path, info.build(), info)
+
+
+@pytest.mark.parametrize("model, extra", [
+    ("fcn", ["--loss", "wce", "--optimizer", "sgd", "--nesterov", "--schedule", "cosine"]),
+    ("unet", ["--loss", "ce+dice", "--optimizer", "adam", "--warmup-epochs", "1", "--vflip"]),
+    ("deeplab", ["--loss", "dice", "--optimizer", "rmsprop", "--schedule", "constant", "--channels-last"]),
+])
+def test_one_epoch_writes_every_artefact(data: Path, tmp_path: Path, model: str, extra: list[str]) -> None:
+    out = tmp_path / model
+    result = run_train("--model", model, "--data", data, "--out", out, *TINY, *extra)
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == sorted(ARTEFACTS)
+    rows = history(out)
+    assert [r["epoch"] for r in rows] == ["1"] and float(rows[0]["train_loss"]) > 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["epoch"] == 1 and len(metrics["iou"]) == 11
+    assert sum(map(sum, metrics["confusion_matrix"])) == valid_pixels(data, "val")  # void never counted
+    net, info = load_checkpoint(out / "best.safetensors")
+    assert info.name == model and info.training["epoch"] == 1 and info.training["config"]["model"] == model
+    assert net(torch.zeros(1, 3, 48, 64)).shape == (1, 11, 48, 64)
+    payload = load_resume(str(out))
+    assert set(payload) == {"model", "optimizer", "scheduler", "scaler", "rng", "state", "config"}
+    assert payload["state"]["epoch"] == 1 and payload["config"]["model"] == model
+
+
+def test_resume_continues_exactly(data: Path, tmp_path: Path) -> None:
+    common = ["--model", "unet", "--data", data, *TINY, "--warmup-epochs", "1", "--rotate", "30"]
+    run_train(*common, "--out", tmp_path / "straight", "--epochs", "2")
+    run_train(*common, "--out", tmp_path / "split", "--epochs", "1")
+    # Only --resume and the new epoch count: everything else comes from the saved run.
+    result = run_train("--resume", tmp_path / "split" / "last", "--epochs", "2")
+    assert result.exit_code == 0, result.output
+    straight, split = (load_file(tmp_path / name / "last.safetensors") for name in ("straight", "split"))
+    assert straight.keys() == split.keys()
+    for key in straight:
+        torch.testing.assert_close(split[key], straight[key], rtol=0, atol=1e-6)
+    timing = ("seconds", "images_per_s")
+    strip = [{k: v for k, v in row.items() if k not in timing} for row in history(tmp_path / "straight")]
+    assert strip == [{k: v for k, v in row.items() if k not in timing} for row in history(tmp_path / "split")]
+    assert len(strip) == 2
+
+
+def test_sigkill_mid_training_then_resume(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "train", "--model", "unet", "--data", str(data), "--out", str(out), *TINY,
+               "--epochs", "4"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (out / RESUME_NAME).exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)  # right after epoch 1 was saved: epoch 2 is in progress
+    assert process.wait() == -signal.SIGKILL
+    done = load_resume(str(out))["state"]["epoch"]
+    assert 1 <= done < 4
+    result = run_train("--resume", out)
+    assert result.exit_code == 0, result.output
+    assert [int(r["epoch"]) for r in history(out)] == [1, 2, 3, 4]
+    assert load_resume(str(out))["state"]["epoch"] == 4
+    assert read_info(out / "last.safetensors").training["epoch"] == 4
+
+
+def test_ddp_two_processes_gloo(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "train", "--model", "unet", "--data", str(data), "--out", str(out), *TINY,
+               "--epochs", "2", "--freeze", "encoder", "--unfreeze-after", "1"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert all((out / name).is_file() for name in ARTEFACTS)
+    assert [r["epoch"] for r in history(out)] == ["1", "2"]
+    metrics = json.loads((out / "metrics.json").read_text())
+    # 3 val images on 2 ranks: each counted exactly once in the reduced confusion matrix.
+    assert sum(map(sum, metrics["confusion_matrix"])) == valid_pixels(data, "val")
+    assert done.stdout.count("epoch 1:") == 1  # only rank 0 logs
+
+
+def test_init_into_other_class_count_reinitialises_head(data: Path, color_data: Path, tmp_path: Path) -> None:
+    start = save_random(tmp_path / "start.safetensors", "unet")  # 11 classes
+    out = tmp_path / "c32"
+    result = run_train("--model", "unet", "--data", color_data, "--out", out, *TINY, "--classes", "camvid32",
+                       "--init", start, "--lr", "0")
+    assert result.exit_code == 0, result.output
+    assert "re-initialised" in result.output
+    before, after = parameters(start), parameters(out / "last.safetensors")
+    changed = sorted(k for k in after if after[k].shape != before[k].shape or not torch.equal(after[k], before[k]))
+    assert changed and all(k.startswith("classifier") for k in changed)  # only the head is new
+    info = read_info(out / "last.safetensors")
+    assert info.classes == tuple(name for name, _ in COLOR_TABLE)
+    assert info.palette == tuple(rgb for _, rgb in COLOR_TABLE)
+    assert after["classifier.weight"].shape[0] == len(COLOR_TABLE)
+
+
+def test_color_layout_grouped_to_eleven_classes(color_data: Path, tmp_path: Path) -> None:
+    result = run_train("--model", "unet", "--data", color_data, "--out", tmp_path / "c11", *TINY)
+    assert result.exit_code == 0, result.output
+    assert read_info(tmp_path / "c11" / "last.safetensors").num_classes == 11
+
+
+def test_freeze_backbone_then_unfreeze(data: Path, tmp_path: Path) -> None:
+    start = save_random(tmp_path / "start.safetensors", "fcn")
+    out = tmp_path / "frozen"
+    common = ["--model", "fcn", "--data", data, "--out", out, *TINY, "--init", start, "--freeze", "backbone",
+              "--unfreeze-after", "1"]
+    assert run_train(*common).exit_code == 0
+    initial, frozen = parameters(start, "backbone"), parameters(out / "last.safetensors", "backbone")
+    assert all(torch.equal(frozen[k], initial[k]) for k in initial)
+    head_before, head_after = parameters(start, "head"), parameters(out / "last.safetensors", "head")
+    assert any(not torch.equal(head_after[k], head_before[k]) for k in head_before)
+    assert run_train("--resume", out, "--epochs", "2").exit_code == 0  # epoch 2 trains the backbone too
+    unfrozen = parameters(out / "last.safetensors", "backbone")
+    assert any(not torch.equal(unfrozen[k], initial[k]) for k in initial)
+
+
+def test_early_stopping(data: Path, tmp_path: Path) -> None:
+    # lr 0: val mIoU never improves after epoch 1, so patience 1 stops after epoch 2.
+    result = run_train("--model", "unet", "--data", data, "--out", tmp_path / "es", *TINY, "--epochs", "5",
+                       "--patience", "1", "--lr", "0")
+    assert result.exit_code == 0 and "early stop" in result.output
+    assert [r["epoch"] for r in history(tmp_path / "es")] == ["1", "2"]
+
+
+@pytest.mark.parametrize("args, message, code", [
+    (["--optimizer", "lion"], "Invalid value for '--optimizer'", 2),
+    (["--epochs", "many"], "Invalid value for '--epochs'", 2),
+    (["--no-such-flag"], "No such option", 2),
+    (["--data", "{tmp}/missing"], "data directory not found", 1),
+    (["--val-split", "test"], "no split 'test'", 1),
+    (["--model", "unet", "--freeze", "backbone"], "has no backbone", 1),
+    (["--model", "resnet"], "unknown model", 1),
+    (["--classes", "camvid32"], "needs colour-coded labels", 1),
+    (["--init", "{tmp}/none.safetensors"], "checkpoint", 1),
+    (["--resume", "{tmp}/nothing"], "no last.resume.pt", 1),
+])
+def test_bad_input_is_a_one_line_error(data: Path, tmp_path: Path, args: list[str], message: str,
+                                       code: int) -> None:
+    args = [a.format(tmp=tmp_path) for a in args]
+    result = CliRunner().invoke(cli, ["--data", str(data), "--out", str(tmp_path / "o"), *TINY, *args])
+    assert result.exit_code == code, result.output
+    assert message in result.output and "Traceback" not in result.output
+    assert isinstance(result.exception, SystemExit)
+    if code == 1:
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("Error: ")
+
+
+def test_existing_run_is_not_overwritten(data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    assert run_train("--model", "unet", "--data", data, "--out", out, *TINY).exit_code == 0
+    result = CliRunner().invoke(cli, ["--model", "unet", "--data", str(data), "--out", str(out), *TINY])
+    assert result.exit_code == 1 and "already holds a run" in result.output
+
+
+def test_missing_data_dir_via_subprocess_has_no_traceback(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "train", "--data", str(tmp_path / "nope"), "--out",
+                           str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [f"Error: data directory not found: {tmp_path / 'nope'}"]
