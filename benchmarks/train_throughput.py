@@ -1,0 +1,119 @@
+"""How fast does each default preset train on this machine, and how much of
+the time is data loading?
+
+For fcn, unet and deeplab at the TrainConfig defaults (256x256 crops, batch 8,
+2 DataLoader workers, the default augmentations, AdamW, CE loss), measured in
+one run:
+- train images/s over `--steps` optimiser steps after `--warmup` steps (worker
+  start-up and first-call allocations excluded),
+- the share of that wall time spent waiting for the next batch (data) vs in
+  forward + backward + step (compute),
+- the loader alone (images/s it can supply with no training attached), and
+  compute alone (the same batch over and over), so the two can be compared
+  side by side: loader/compute > 1 means data loading is not the bottleneck.
+
+On a shared machine the absolute numbers move with the load (the 1-minute
+load average is printed); the shares and ratios are measured seconds apart.
+
+    python benchmarks/train_throughput.py [--data ../shared/data/camvid] [--steps 5]
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import os
+import time
+
+import torch
+
+from streamseg.checkpoint import ModelInfo
+from streamseg.models import PRESETS
+from train.config import TrainConfig
+from train.setup import build_criterion, build_data, build_network, build_optimizer, model_info, seed_everything
+
+DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "camvid")
+
+
+def train_step(model, criterion, optimizer, image: torch.Tensor, target: torch.Tensor) -> None:
+    loss = criterion(model(image), target)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+def measure_training(cfg: TrainConfig, steps: int, warmup: int) -> dict:
+    """Time `steps` real training steps: waiting for batches vs computing on them."""
+    seed_everything(cfg.seed)
+    train_set, _, loader, _ = build_data(cfg, ModelInfo.for_model(cfg.model))
+    info = model_info(cfg, train_set.classes, train_set.palette)
+    model = build_network(cfg, info).train()
+    criterion, _ = build_criterion(cfg, train_set)
+    optimizer = build_optimizer(cfg, model)
+    batches = iter(loader)
+    for image, target in itertools.islice(batches, warmup):
+        train_step(model, criterion, optimizer, image, target)
+    data = compute = 0.0
+    last_batch = None
+    for _ in range(steps):
+        tick = time.perf_counter()
+        last_batch = next(batches)
+        tock = time.perf_counter()
+        train_step(model, criterion, optimizer, *last_batch)
+        data, compute = data + tock - tick, compute + time.perf_counter() - tock
+    total = data + compute
+    alone = time.perf_counter()
+    for _ in range(steps):  # compute alone: no loader in the loop at all
+        train_step(model, criterion, optimizer, *last_batch)
+    alone = time.perf_counter() - alone
+    images = steps * cfg.batch_size
+    return {"model": cfg.model, "arch": info.arch, "train_img_s": images / total, "data_share": data / total,
+            "compute_share": compute / total, "compute_alone_img_s": images / alone,
+            "params_m": sum(p.numel() for p in model.parameters()) / 1e6}
+
+
+def measure_loader(cfg: TrainConfig, steps: int, warmup: int) -> float:
+    """Images/s the training DataLoader supplies on its own (augmentations included)."""
+    _, _, loader, _ = build_data(cfg, ModelInfo.for_model(cfg.model))
+    batches = iter(loader)
+    for _ in itertools.islice(batches, warmup):
+        pass
+    start = time.perf_counter()
+    for _ in itertools.islice(batches, steps):
+        pass
+    return steps * cfg.batch_size / (time.perf_counter() - start)
+
+
+def main() -> None:
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", default=DEFAULT_DATA)
+    parser.add_argument("--models", nargs="+", default=list(PRESETS))
+    parser.add_argument("--steps", type=int, default=5, help="measured optimiser steps per model")
+    parser.add_argument("--warmup", type=int, default=1, help="steps run first and not counted")
+    parser.add_argument("-b", "--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("-j", "--workers", type=int, default=defaults.workers)
+    parser.add_argument("--json", help="also write the rows here")
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}; crop {defaults.crop_height}x{defaults.crop_width}, "
+          f"batch {args.batch_size}, {args.workers} workers, {args.steps} steps after {args.warmup} warm-up")
+    rows = []
+    for name in args.models:
+        cfg = dataclasses.replace(defaults, model=name, data=args.data, batch_size=args.batch_size,
+                                  workers=args.workers)
+        row = measure_training(cfg, args.steps, args.warmup)
+        row["loader_img_s"] = measure_loader(cfg, args.steps, args.warmup)
+        rows.append(row)
+        print(f"{name:<8} {row['arch']:<14} train {row['train_img_s']:6.2f} img/s   data {row['data_share']:5.1%}"
+              f"  compute {row['compute_share']:5.1%}   compute alone {row['compute_alone_img_s']:6.2f} img/s"
+              f"   loader alone {row['loader_img_s']:6.2f} img/s   loader/compute "
+              f"{row['loader_img_s'] / row['compute_alone_img_s']:5.2f}x", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"load_average": os.getloadavg()[0], "rows": rows}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
