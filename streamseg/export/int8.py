@@ -84,8 +84,8 @@ class Int8Report:
     miou: tuple[float, float] | None = None  # (FP32, INT8) val mIoU when CamVid was given
 
     def summary(self) -> str:
-        text = (f"{self.fp32_s / self.int8_s:.2f}x FP32 speed ({self.int8_s * 1e3:.0f} vs "
-                f"{self.fp32_s * 1e3:.0f} ms/frame); argmax agreement with FP32 {self.agreement:.2%}")
+        text = (f"{self.fp32_s / self.int8_s:.2f}x FP32 speed ({self.int8_s * 1e3:.1f} vs "
+                f"{self.fp32_s * 1e3:.1f} ms/frame); argmax agreement with FP32 {self.agreement:.2%}")
         if self.miou:
             text += f"; val mIoU {self.miou[1]:.1%} vs FP32 {self.miou[0]:.1%}"
         return text

@@ -58,7 +58,8 @@ class ExportResult:
 
 
 def describe_file(path: Path) -> str:
-    return f"{path} ({path.stat().st_size / 1e6:.1f} MB)"
+    size = path.stat().st_size
+    return f"{path} ({size / 1e6:.1f} MB)" if size >= 1e5 else f"{path} ({size / 1e3:.1f} kB)"
 
 
 def make_meta(info: ModelInfo, checkpoint: Path, batch: int, size: tuple[int, int], dynamic: bool) -> OnnxMeta:

@@ -1,0 +1,181 @@
+"""Backends: ONNX Runtime from file metadata, `auto` selection and caching, TensorRT checks."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from streamseg.backends import (BackendError, OnnxBackend, TorchBackend, load_backend, resolve_checkpoint,
+                                usable_engine)
+from streamseg.backends.onnx_backend import physical_cores, read_onnx_meta
+from streamseg.backends.tensorrt_backend import (EngineEnv, EngineSidecar, check_sidecar, engine_file_name,
+                                                 plan_batch, read_sidecar, sidecar_path)
+from streamseg.checkpoint import ModelInfo, load_checkpoint, save_checkpoint
+
+SIZE = (48, 64)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # shared CPU: spinning OpenMP threads slow everything down
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def checkpoint(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    info = ModelInfo.for_model("unet", options={"base_channels": 4, "depth": 2}, input_size=SIZE)
+    return save_checkpoint(tmp_path / "tiny.safetensors", info.build(), info)
+
+
+def batch_of(count: int) -> np.ndarray:
+    return np.random.default_rng(0).standard_normal((count, 3, *SIZE)).astype(np.float32)
+
+
+def test_auto_on_cpu_exports_caches_and_reuses_onnx(tmp_path: Path, checkpoint: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    engines = tmp_path / "engines"
+    backend, reason = load_backend(str(checkpoint), engines_dir=engines)
+    cached = engines / "tiny.onnx"
+    assert isinstance(backend, OnnxBackend) and backend.path == cached and "ONNX Runtime on CPU" in reason
+    assert read_onnx_meta(cached).input_size is None  # cached exports accept any frame size
+    labels = backend.predict(batch_of(2))
+    assert labels.shape == (2, *SIZE) and labels.dtype == np.uint8
+    stamp = cached.stat().st_mtime_ns
+    again, _ = load_backend(str(checkpoint), engines_dir=engines)
+    assert again.path == cached and cached.stat().st_mtime_ns == stamp  # reused, not re-exported
+    model, info = load_checkpoint(checkpoint)
+    torch.nn.init.constant_(model.classifier.bias, 0.5)
+    save_checkpoint(checkpoint, model, info)  # new weights: the cache is stale now
+    load_backend(str(checkpoint), engines_dir=engines)
+    assert cached.stat().st_mtime_ns != stamp
+
+
+def test_onnx_file_needs_no_other_flags(tmp_path: Path, checkpoint: Path) -> None:
+    from streamseg.export.run import cache_onnx
+
+    path = cache_onnx(checkpoint, "tiny", tmp_path, log=lambda _: None)
+    backend, reason = load_backend(str(path), device="cpu")
+    model, info = load_checkpoint(checkpoint)
+    assert isinstance(backend, OnnxBackend) and backend.info == info and "ONNX file" in reason
+    images = batch_of(3)
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(images)).numpy()
+    np.testing.assert_allclose(backend.logits(images), expected, atol=1e-4)
+    assert backend.describe().startswith("onnx FP32 on cpu")
+    with pytest.raises(BackendError, match="runs on the onnx backend"):
+        load_backend(str(path), backend="torch")
+
+
+def test_foreign_onnx_is_refused_and_not_overwritten(tmp_path: Path, checkpoint: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    foreign = tmp_path / "tiny.onnx"
+    torch.onnx.export(torch.nn.Conv2d(3, 11, 1), (torch.zeros(1, 3, 8, 8),), str(foreign), dynamo=False)
+    content = foreign.read_bytes()
+    with pytest.raises(BackendError, match="no streamseg metadata"):
+        OnnxBackend(foreign, device="cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    backend, reason = load_backend(str(checkpoint), engines_dir=tmp_path)
+    assert isinstance(backend, TorchBackend) and "not a streamseg export" in reason  # falls back, says why
+    assert foreign.read_bytes() == content
+
+
+def test_explicit_backends_and_errors(tmp_path: Path, checkpoint: Path) -> None:
+    backend, reason = load_backend(str(checkpoint), backend="torch", device="cpu")
+    assert isinstance(backend, TorchBackend) and "requested" in reason
+    onnx_backend, _ = load_backend(str(checkpoint), backend="onnx", device="cpu", engines_dir=tmp_path)
+    assert isinstance(onnx_backend, OnnxBackend)
+    with pytest.raises(BackendError, match="unknown backend"):
+        load_backend(str(checkpoint), backend="openvino")
+    with pytest.raises(BackendError, match="tensorrt backend requested"):
+        load_backend(str(checkpoint), backend="tensorrt", engines_dir=tmp_path)
+    with pytest.raises(Exception, match="model file not found|unknown model"):
+        resolve_checkpoint(str(tmp_path / "missing.safetensors"))
+
+
+def env(version: str = "10.3.0", gpu: str = "NVIDIA H100 80GB HBM3", cc: tuple[int, int] = (9, 0)) -> EngineEnv:
+    return EngineEnv(version, gpu, cc)
+
+
+def sidecar(batch: int = 4) -> EngineSidecar:
+    info = ModelInfo.for_model("deeplab")
+    return EngineSidecar(env=env(), precision="fp16", input_name="images", output_name="logits",
+                         input_size=(360, 480), batch_range=(1, batch, batch), checkpoint="runs/d/best.safetensors",
+                         onnx="engines/deeplab.onnx", info=info, checkpoint_sha256="ab" * 32)
+
+
+def test_sidecar_round_trip_and_mismatch_refused(tmp_path: Path) -> None:
+    engine = tmp_path / engine_file_name("deeplab", "fp16", 4, env())
+    assert engine.name == "deeplab.fp16.b4.nvidia-h100-80gb-hbm3.trt10.3.0.engine"
+    sidecar_path(engine).write_text(sidecar().to_json())  # hand-written, as export would
+    loaded = read_sidecar(engine)
+    assert loaded == sidecar()
+    check_sidecar(loaded, env(), engine)  # same TensorRT and GPU: accepted
+    with pytest.raises(BackendError, match=r"TensorRT 10\.3\.0, this machine has 10\.5\.0.*rebuild.*--batch 4"):
+        check_sidecar(loaded, env(version="10.5.0"), engine)
+    with pytest.raises(BackendError, match=r"H100.*sm90.*A100.*sm80.*streamseg export --model runs/d/best"):
+        check_sidecar(loaded, env(gpu="NVIDIA A100-SXM4-80GB", cc=(8, 0)), engine)
+    data = json.loads(sidecar_path(engine).read_text())
+    del data["env"]
+    sidecar_path(engine).write_text(json.dumps(data))
+    with pytest.raises(BackendError, match="bad engine sidecar"):
+        read_sidecar(engine)
+    sidecar_path(engine).unlink()
+    with pytest.raises(BackendError, match="has no sidecar"):
+        read_sidecar(engine)
+
+
+def test_plan_batch_pads_and_names_the_range() -> None:
+    assert plan_batch(3, (1, 4, 4)) == 3
+    assert plan_batch(3, (4, 4, 4)) == 4  # fixed-batch engine: the last partial batch is padded
+    with pytest.raises(BackendError, match=r"accepts batches of 1\.\.4 frames, got 6"):
+        plan_batch(6, (1, 4, 4))
+
+
+def test_tensorrt_unavailable_is_explained(tmp_path: Path, checkpoint: Path) -> None:
+    try:
+        import tensorrt  # noqa: F401
+        pytest.skip("tensorrt is installed here")
+    except ImportError:
+        pass
+    engine = tmp_path / "tiny.fp16.b4.gpu.trt10.3.0.engine"
+    engine.write_bytes(b"plan")
+    with pytest.raises(BackendError, match="tensorrt package"):
+        load_backend(str(engine))
+    found, why = usable_engine(str(checkpoint), checkpoint, 1, tmp_path)
+    assert found is None and "tensorrt" in why.lower()
+
+
+def test_physical_cores_is_sane() -> None:
+    assert 1 <= physical_cores() <= (torch.get_num_threads() * 64)
+
+
+@pytest.mark.gpu
+def test_tensorrt_backend_runs_engine(tmp_path: Path, checkpoint: Path) -> None:
+    pytest.importorskip("tensorrt")
+    from streamseg.export import ExportConfig, export_model
+
+    result = export_model(ExportConfig(model=str(checkpoint), out_dir=tmp_path, fp16=True, batch=4,
+                                       calib_frames=4), log=lambda _: None)
+    backend, reason = load_backend(str(checkpoint), batch=4, engines_dir=tmp_path)
+    assert backend.name == "tensorrt" and "TensorRT engine" in reason and backend.max_batch == 4
+    model, _ = load_checkpoint(checkpoint)
+    images = batch_of(3)  # a partial batch
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(images)).numpy()
+    logits = backend.logits(images)
+    assert logits.shape == expected.shape and np.abs(logits - expected).max() < 5e-2
+    assert backend.predict(images).shape == (3, *SIZE)
+    with pytest.raises(BackendError, match=r"1\.\.4"):
+        backend.predict(batch_of(5))
+    stale = dataclasses.replace(read_sidecar(result.engine), env=env(version="0.0.1"))
+    sidecar_path(result.engine).write_text(stale.to_json())
+    with pytest.raises(BackendError, match="rebuild"):
+        load_backend(str(result.engine))
