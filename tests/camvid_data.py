@@ -16,6 +16,7 @@ from streamseg.classes import CAMVID_PALETTE, VOID_INDEX
 SKY, BUILDING, ROAD, TREE, CAR = 0, 1, 3, 5, 8
 # (name, RGB) of the colour layout's label_colors.txt: real CamVid entries, so the
 # 32 → 11 grouping applies to them.
+RAW_CLASSES = ("Sky", "Building", "Road", "Tree", "Car")  # --classes camvid32 on COLOR_TABLE: Void is ignored
 COLOR_TABLE = (("Sky", (128, 128, 128)), ("Building", (128, 0, 0)), ("Road", (128, 64, 128)),
                ("Tree", (128, 128, 0)), ("Car", (64, 0, 128)), ("Void", (0, 0, 0)))
 INDEX_TO_COLOR_ROW = {SKY: 0, BUILDING: 1, ROAD: 2, TREE: 3, CAR: 4, VOID_INDEX: 5}
@@ -80,6 +81,8 @@ def make_camvid_color(root: Path, splits: dict[str, int] | None = None) -> Path:
 
 
 def valid_pixels(root: Path, split: str) -> int:
-    """Labelled (non-void) pixels of an index-layout split."""
-    return sum(int((cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) != VOID_INDEX).sum())
-               for p in (root / f"{split}annot").glob("*.png"))
+    """Labelled (non-void) pixels of a split: index maps (void = 11) or colour labels (void = black)."""
+    annot = root / f"{split}annot"
+    if annot.is_dir():
+        return sum(int((cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) != VOID_INDEX).sum()) for p in annot.glob("*.png"))
+    return sum(int(cv2.imread(str(p)).any(axis=2).sum()) for p in (root / split).glob("*_L.png"))

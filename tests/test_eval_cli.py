@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from camvid_data import COLOR_TABLE, make_camvid, make_camvid_color, valid_pixels
+from camvid_data import COLOR_TABLE, RAW_CLASSES, make_camvid, make_camvid_color, valid_pixels
+import streamseg.checkpoint
 from streamseg.checkpoint import ModelInfo, load_checkpoint, save_checkpoint
 from streamseg.classes import CAMVID_CLASSES, VOID_INDEX
 from streamseg.cli import main
@@ -76,20 +78,30 @@ def test_eval_any_split_table_and_json(data: Path, checkpoint: Path, tmp_path: P
 
 def test_eval_colour_layout_with_raw_classes(tmp_path: Path) -> None:
     data = make_camvid_color(tmp_path / "color", {"val": 2})
-    names, palette = tuple(n for n, _ in COLOR_TABLE), tuple(c for _, c in COLOR_TABLE)
+    names, palette = RAW_CLASSES, tuple(c for n, c in COLOR_TABLE if n in RAW_CLASSES)
     info = ModelInfo(name="unet-c6", arch="unet", options=TINY_UNET, classes=names, palette=palette)
     checkpoint = save_checkpoint(tmp_path / "c6.safetensors", info.build(), info)
     result = invoke("eval", "--model", checkpoint, "--data", data, "--json", tmp_path / "m.json")
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "m.json").read_text())
     assert report["classes"] == list(names) and report["label_format"] == "color"
-    assert sum(map(sum, report["confusion_matrix"])) == 2 * 48 * 64  # every colour is in the table
+    assert sum(map(sum, report["confusion_matrix"])) == valid_pixels(data, "val") < 2 * 48 * 64  # void skipped
     mismatch = invoke("eval", "--model", checkpoint, "--data", make_camvid(tmp_path / "index", {"val": 1}))
     assert mismatch.exit_code == 1 and "colour-coded labels" in mismatch.output
 
 
+def test_eval_preset_name_uses_shipped_weights(data: Path, checkpoint: Path, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(streamseg.checkpoint, "WEIGHTS_DIR", tmp_path)
+    missing = invoke("eval", "--model", "unet", "--data", data)
+    assert missing.exit_code == 1 and "no shipped weights for 'unet'" in missing.output
+    shutil.copy(checkpoint, tmp_path / "unet.safetensors")
+    shipped = invoke("eval", "--model", "unet", "--data", data, "--json", tmp_path / "u.json")
+    assert shipped.exit_code == 0, shipped.output
+    assert json.loads((tmp_path / "u.json").read_text())["checkpoint"] == str(tmp_path / "unet.safetensors")
+
+
 @pytest.mark.parametrize("args, message", [
-    (["--model", "deeplab"], "no shipped weights for 'deeplab'"),
     (["--model", "{tmp}/missing.safetensors"], "model file not found"),
     (["--model", "nonsense"], "unknown model 'nonsense'"),
     (["--model", "{ckpt}", "--split", "train"], "no split 'train'"),

@@ -18,7 +18,7 @@ import torch
 from click.testing import CliRunner, Result
 from safetensors.torch import load_file
 
-from camvid_data import COLOR_TABLE, make_camvid, make_camvid_color, valid_pixels
+from camvid_data import COLOR_TABLE, RAW_CLASSES, make_camvid, make_camvid_color, valid_pixels
 from streamseg.checkpoint import ModelInfo, load_checkpoint, read_info, save_checkpoint
 from train.__main__ import cli
 from train.state import RESUME_NAME, load_resume
@@ -151,9 +151,11 @@ def test_init_into_other_class_count_reinitialises_head(data: Path, color_data: 
     changed = sorted(k for k in after if after[k].shape != before[k].shape or not torch.equal(after[k], before[k]))
     assert changed and all(k.startswith("classifier") for k in changed)  # only the head is new
     info = read_info(out / "last.safetensors")
-    assert info.classes == tuple(name for name, _ in COLOR_TABLE)
-    assert info.palette == tuple(rgb for _, rgb in COLOR_TABLE)
-    assert after["classifier.weight"].shape[0] == len(COLOR_TABLE)
+    assert info.classes == RAW_CLASSES  # the colour table's classes, Void left out (ignored)
+    assert info.palette == tuple(rgb for name, rgb in COLOR_TABLE if name in RAW_CLASSES)
+    assert after["classifier.weight"].shape[0] == len(RAW_CLASSES)
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert sum(map(sum, metrics["confusion_matrix"])) == valid_pixels(color_data, "val")
 
 
 def test_color_layout_grouped_to_eleven_classes(color_data: Path, tmp_path: Path) -> None:
@@ -193,6 +195,7 @@ def test_early_stopping(data: Path, tmp_path: Path) -> None:
     (["--val-split", "test"], "no split 'test'", 1),
     (["--model", "unet", "--freeze", "backbone"], "has no backbone", 1),
     (["--model", "resnet"], "unknown model", 1),
+    (["-b", "7"], "fewer than one batch of 7", 1),
     (["--classes", "camvid32"], "needs colour-coded labels", 1),
     (["--init", "{tmp}/none.safetensors"], "checkpoint", 1),
     (["--resume", "{tmp}/nothing"], "no last.resume.pt", 1),

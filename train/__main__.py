@@ -17,7 +17,8 @@ HELP = {
     "out": "Run directory: checkpoints, history.csv, plots, metrics.json.",
     "train_split": "Training split folder name.", "val_split": "Validation split folder name.",
     "label_format": "Label layout; auto detects colour-coded *_L.png labels.",
-    "classes": "camvid11 (grouped) or camvid32 (raw colour classes; colour layout only).",
+    "classes": "camvid11 (grouped) or camvid32 (the raw classes of label_colors.txt, Void ignored; "
+               "colour layout only).",
     "epochs": "Number of epochs.", "lr": "Peak learning rate.", "batch_size": "Images per batch (per process).",
     "workers": "DataLoader worker processes.", "optimizer": "Optimiser.", "momentum": "SGD/RMSprop momentum.",
     "nesterov": "Nesterov momentum (SGD).", "weight_decay": "Weight decay.",

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from streamseg.classes import CAMVID_CLASSES, CAMVID_PALETTE, VOID_INDEX, color_to_index, load_label_colors
+from streamseg.classes import (CAMVID_CLASSES, CAMVID_PALETTE, VOID_INDEX, ColorClass, color_to_index,
+                               load_label_colors)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -61,10 +62,17 @@ def detect_format(pairs: list[tuple[Path, Path]]) -> str:
     return "color" if label is not None and label.ndim == 3 else "index"
 
 
+def label_colors(root: Path, classes: str) -> list[ColorClass]:
+    """The colour table; for raw classes without its Void entry, so void pixels are
+    ignored (unknown colour → 255) rather than learned as a class."""
+    table = load_label_colors(root / "label_colors.txt")
+    return table if classes != "camvid32" else [c for c in table if c.name.lower() != "void"]
+
+
 def class_table(root: Path, label_format: str, classes: str) -> tuple[tuple[str, ...], tuple]:
     """Class names and palette the run trains on."""
     if label_format == "color" and classes == "camvid32":
-        table = load_label_colors(root / "label_colors.txt")
+        table = label_colors(root, classes)
         return tuple(c.name for c in table), tuple(c.rgb for c in table)
     return CAMVID_CLASSES, CAMVID_PALETTE
 
@@ -88,7 +96,7 @@ class CamVid(Dataset):
         self.classes, self.palette = class_table(self.root, self.format, classes)
         # Raw colour classes use 255 for unknown colours: 11 may be a real class there.
         self.ignore_index = 255 if classes == "camvid32" else VOID_INDEX
-        self.colors = load_label_colors(self.root / "label_colors.txt") if self.format == "color" else None
+        self.colors = label_colors(self.root, classes) if self.format == "color" else None
         self.grouped = classes != "camvid32"
 
     def __len__(self) -> int:

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, get_worker
 from streamseg.checkpoint import ModelInfo, load_state
 from streamseg.models import resolve
 
-from .camvid import CamVid
+from .camvid import CamVid, DataError
 from .config import TrainConfig
 from .losses import build_loss, median_frequency_weights
 from .transforms import eval_transform, train_transform
@@ -84,6 +84,9 @@ def build_data(cfg: TrainConfig, info: ModelInfo, rank: int = 0,
                        label_format=cfg.label_format, classes=cfg.classes)
     val_set = CamVid(cfg.data, cfg.val_split, eval_transform(info.mean, info.std),
                      label_format=cfg.label_format, classes=cfg.classes)
+    if math.ceil(len(train_set) / world) < cfg.batch_size:  # drop_last would leave no step at all
+        raise DataError(f"{len(train_set)} training images are fewer than one batch of {cfg.batch_size} "
+                        f"per process; lower --batch-size")
     pin = torch.cuda.is_available()
     generator = torch.Generator().manual_seed(cfg.seed)
     train_sampler = DistributedSampler(train_set, seed=cfg.seed) if world > 1 else None
