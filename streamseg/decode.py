@@ -67,6 +67,7 @@ def decode_frames(container: av.container.InputContainer, stream: av.video.strea
         try:
             packet = next(packets)
         except StopIteration:
+            _check_complete(stream, index, report)
             return
         except av.FFmpegError as error:
             # A truncated or damaged container: keep what was decoded, then drain the decoder.
@@ -81,6 +82,14 @@ def decode_frames(container: av.container.InputContainer, stream: av.video.strea
             index += 1
         if packet is None:
             return
+
+
+def _check_complete(stream: av.video.stream.VideoStream, decoded: int, report: DecodeReport) -> None:
+    """MP4s list their frames up front: fewer frames means the file was cut short (an interrupted copy)."""
+    listed = stream.frames
+    if listed and decoded < listed and report.truncated is None:
+        report.truncated = f"decoded {decoded} of {listed} frames"
+        log.warning("decoded %d of the %d frames the file lists: it looks truncated", decoded, listed)
 
 
 def _decode_packet(stream: av.video.stream.VideoStream, packet: av.Packet | None,

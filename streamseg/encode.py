@@ -54,6 +54,8 @@ def check_writable(path: Path, overwrite: bool) -> None:
     """Fail before any work if the output exists (without --overwrite) or its folder is unwritable."""
     if path.exists() and not overwrite:
         raise EncodeError(f"{path} already exists; pass --overwrite to replace it")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise EncodeError(f"cannot write {path}: {path.parent} is a file, not a folder")
     if not path.parent.is_dir():
         raise EncodeError(f"output folder {path.parent} does not exist")
     if not os.access(path.parent, os.W_OK):

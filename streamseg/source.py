@@ -58,6 +58,8 @@ class FileSource:
         self.report = DecodeReport()
         try:
             self.container = av.open(location, options=options or {}, timeout=10.0)
+        except (ConnectionError, TimeoutError) as error:  # PyAV's network errors subclass these builtins
+            raise SourceError(f"cannot connect to {location}: {_reason(error)}") from None
         except av.FFmpegError as error:
             raise SourceError(f"cannot open {location}: not a video FFmpeg can read ({_reason(error)})") from None
         except OSError as error:
@@ -151,4 +153,6 @@ def open_source(spec: str, *, capture_factory: Callable[[int], Capture] | None =
         raise SourceError(f"no such file: {spec}")
     if not path.is_file():
         raise SourceError(f"not a file: {spec}")
+    if path.stat().st_size == 0:
+        raise SourceError(f"{spec} is empty (0 bytes)")
     return FileSource(str(path))
