@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -42,7 +43,10 @@ def _resnet(build: Callable[..., nn.Module], weights: str, expansion: int) -> Ba
 
 
 def _mobilenet_v3_large(**kw) -> nn.Module:
-    return tvm.mobilenet_v3_large(**kw)
+    # torchvision uses BN momentum 0.01 (tuned for long ImageNet runs); trained from
+    # scratch for a few hundred steps, running stats lag the weights and eval-mode
+    # accuracy collapses. 0.1 is PyTorch's default and tracks them. Not in state_dict.
+    return tvm.mobilenet_v3_large(norm_layer=partial(nn.BatchNorm2d, eps=0.001, momentum=0.1), **kw)
 
 
 def _vgg16_bn(**kw) -> nn.Module:
