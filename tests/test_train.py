@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 
 from camvid_data import COLOR_TABLE, RAW_CLASSES, make_camvid, make_camvid_color, valid_pixels
 from streamseg.checkpoint import ModelInfo, load_checkpoint, read_info, save_checkpoint
+from streamseg.models import PretrainedWeightsError, backbones
 from train.__main__ import cli
 from train.state import RESUME_NAME, load_resume
 
@@ -117,9 +118,11 @@ def test_sigkill_mid_training_then_resume(data: Path, tmp_path: Path) -> None:
     assert process.wait() == -signal.SIGKILL
     done = load_resume(str(out))["state"]["epoch"]
     assert 1 <= done < 4
+    (out / ".last.safetensors.k1ll3d.tmp").write_bytes(b"half a file")  # as if killed mid-write
     result = run_train("--resume", out)
     assert result.exit_code == 0, result.output
     assert [int(r["epoch"]) for r in history(out)] == [1, 2, 3, 4]
+    assert not list(out.glob(".*.tmp"))
     assert load_resume(str(out))["state"]["epoch"] == 4
     assert read_info(out / "last.safetensors").training["epoch"] == 4
 
@@ -210,6 +213,17 @@ def test_bad_input_is_a_one_line_error(data: Path, tmp_path: Path, args: list[st
     if code == 1:
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("Error: ")
+
+
+def test_unreachable_pretrained_weights_are_a_one_line_error(data: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    def offline(spec: object, name: str) -> None:
+        raise PretrainedWeightsError(f"cannot load ImageNet weights for {name} (offline)")
+    monkeypatch.setattr(backbones, "_load_pretrained", offline)
+    result = CliRunner().invoke(cli, ["--model", "fcn", "--data", str(data), "--out", str(tmp_path / "p"), *TINY,
+                                      "--pretrained-backbone"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
+    assert result.output.strip() == "Error: cannot load ImageNet weights for mobilenet_v3_large (offline)"
 
 
 def test_existing_run_is_not_overwritten(data: Path, tmp_path: Path) -> None:

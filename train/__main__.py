@@ -64,13 +64,15 @@ def _run(kwargs: dict[str, typing.Any]) -> None:
     cfg = TrainConfig(**kwargs)
     if not cfg.resume and not Path(cfg.data).is_dir():  # say so before seconds of torch imports
         raise click.ClickException(f"data directory not found: {cfg.data}")
+    from streamseg.models import PretrainedWeightsError
+
     from .camvid import DataError
     from .run import train
     from .state import resumed_config
     try:
         cfg = resumed_config(cfg, given) if cfg.resume else cfg
         train(cfg)
-    except (DataError, OSError, ValueError) as error:  # FileNotFoundError, CheckpointError among them
+    except (DataError, OSError, ValueError, PretrainedWeightsError) as error:  # incl. CheckpointError
         raise click.ClickException(str(error)) from None
     except KeyboardInterrupt:
         click.echo(f"interrupted; continue with --resume {cfg.out}", err=True)

@@ -25,6 +25,14 @@ from .state import rng_state, save_resume
 HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "pixel_accuracy", "mIoU", "lr", "seconds", "images_per_s"]
 
 
+def remove_partial_files(out: Path) -> list[Path]:
+    """Temp files a killed run left mid-write (`.NAME.XXXX.tmp`, see `atomic_write`)."""
+    partial = sorted(out.glob(".*.tmp"))
+    for path in partial:
+        path.unlink(missing_ok=True)
+    return partial
+
+
 def write_text(path: Path, text: str) -> Path:
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from streamseg.checkpoint import ModelInfo
 
-from .artefacts import save_epoch
+from .artefacts import remove_partial_files, save_epoch
 from .camvid import CamVid
 from .config import TrainConfig
 from .engine import evaluate, is_main, train_one_epoch
@@ -53,6 +53,8 @@ def train(cfg: TrainConfig) -> dict:
         state = {"epoch": 0, "best_miou": -1.0, "best_epoch": 0, "stale": 0, "history": [], "seconds": 0.0}
         if cfg.resume:
             state = resume(cfg.resume, run)
+            if is_main():
+                remove_partial_files(run.out)
         best = fit(run, state)
         if world > 1:
             dist.barrier()  # rank 0 may still be writing artefacts
