@@ -41,6 +41,13 @@ HELP = {
 CHOICES = {"label_format": ["auto", "index", "color"], "classes": ["camvid11", "camvid32"],
            "optimizer": ["adam", "adamw", "sgd", "rmsprop"], "schedule": ["constant", "poly", "cosine"],
            "loss": ["ce", "wce", "dice", "ce+dice"], "freeze": ["backbone", "encoder"]}
+POSITIVE, NATURAL = click.IntRange(min=1), click.IntRange(min=0)
+RANGES = {"epochs": POSITIVE, "batch_size": POSITIVE, "crop_height": POSITIVE, "crop_width": POSITIVE,
+          "workers": NATURAL, "warmup_epochs": NATURAL, "patience": NATURAL, "unfreeze_after": NATURAL,
+          "threads": NATURAL, "lr": click.FloatRange(min=0), "weight_decay": click.FloatRange(min=0),
+          "momentum": click.FloatRange(0, 1), "scale_min": click.FloatRange(min=0, min_open=True),
+          "scale_max": click.FloatRange(min=0, min_open=True), "rotate": click.FloatRange(0, 180),
+          "color_jitter": click.FloatRange(0, 1), "dropout": click.FloatRange(0, 1, max_open=True)}
 # torchvision references' spellings, as users know them.
 SHORT = {"batch_size": "-b", "workers": "-j", "weight_decay": "--wd", "warmup_epochs": "--lr-warmup-epochs"}
 
@@ -51,7 +58,7 @@ def _option(field: dataclasses.Field) -> typing.Callable:
     if kind is bool:
         return click.option(f"--{name}/--no-{name}", default=field.default, show_default=True, help=HELP[field.name])
     base = next((t for t in typing.get_args(kind) if t is not type(None)), kind)
-    ptype = click.Choice(CHOICES[field.name]) if field.name in CHOICES else base
+    ptype = click.Choice(CHOICES[field.name]) if field.name in CHOICES else RANGES.get(field.name, base)
     flags = [f"--{name}"] + ([SHORT[field.name]] if field.name in SHORT else [])
     return click.option(*flags, field.name, type=ptype, default=field.default, show_default=True,
                         help=HELP[field.name])
@@ -64,6 +71,8 @@ def _run(kwargs: dict[str, typing.Any]) -> None:
     cfg = TrainConfig(**kwargs)
     if not cfg.resume and not Path(cfg.data).is_dir():  # say so before seconds of torch imports
         raise click.ClickException(f"data directory not found: {cfg.data}")
+    if cfg.scale_min > cfg.scale_max:
+        raise click.UsageError(f"--scale-min {cfg.scale_min} is larger than --scale-max {cfg.scale_max}")
     from streamseg.models import PretrainedWeightsError
 
     from .camvid import DataError
