@@ -48,7 +48,7 @@ def effective_batch(requested: int, backend: Backend, live: bool) -> int:
 def infer(backend: Backend, frames: list[Frame], *, pad_to: int | None = None) -> list[Frame]:
     """Run one batch and store each frame's `(h, w) uint8` label map at model resolution."""
     labels = backend.predict(stack(frames, pad_to))
-    for frame, frame_labels in zip(frames, labels):  # padding rows, if any, are dropped here
+    for frame, frame_labels in zip(frames, labels, strict=False):  # padding rows, if any, are dropped here
         frame.small_labels = frame_labels
         frame.tensor = None  # the input is no longer needed: free it early
     return frames

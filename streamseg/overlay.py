@@ -46,7 +46,7 @@ def draw_legend(names: list[str], colors: list[tuple[int, int, int]], scale: flo
     thickness, row = 1, int(22 * scale / 0.4)
     text_w = max((cv2.getTextSize(n, FONT, scale, thickness)[0][0] for n in names), default=0)
     panel = np.full((row * len(names) + 6, text_w + row + 12, 3), 32, dtype=np.uint8)
-    for i, (name, color) in enumerate(zip(names, colors)):
+    for i, (name, color) in enumerate(zip(names, colors, strict=True)):
         y = 3 + i * row
         cv2.rectangle(panel, (4, y + 3), (4 + row - 6, y + row - 3), tuple(int(c) for c in color), -1)
         cv2.putText(panel, name, (row + 6, y + row - 6), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)

@@ -84,17 +84,27 @@ def threaded(items: Iterable[T], halt: threading.Event, maxsize: int,
         except BaseException as error:  # handed to the consumer, raised there
             put(_Failure(error), droppable=False)
 
-    threading.Thread(target=produce, daemon=True).start()
-    while not halt.is_set():
-        try:
-            item = slots.get(timeout=0.05)
-        except queue.Empty:
-            continue
-        if item is _END:
-            return
-        if isinstance(item, _Failure):
-            raise item.error
-        yield item
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+    finished = False
+    try:
+        while not halt.is_set():
+            try:
+                item = slots.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if item is _END:
+                finished = True
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+    finally:
+        if not finished:
+            # Closed early or failed: stop every stage, and wait for this one's thread so
+            # nobody closes a container while it is still decoding from it.
+            halt.set()
+            producer.join(timeout=30)
 
 
 def timed(items: Iterable[T], timer: StageTimer) -> Iterator[T]:
@@ -183,7 +193,8 @@ def run(source: VideoSource, backend: Backend, writer: VideoWriter, config: Pipe
             stats.frame_done(frame.born)
             bar.update()
         if stats.frames == 0:
-            raise SourceError(f"no frames could be decoded from {source.info.name}")
+            why = "stopped before the first frame" if stop.is_set() else "no frames could be decoded"
+            raise SourceError(f"{why} from {source.info.name}; nothing written")
         writer.close(complete=not stop.is_set())
     except BaseException:
         writer.abort()

@@ -16,7 +16,7 @@ from streamseg.decode import Frame, coded, upright
 from streamseg.encode import VideoWriter
 from streamseg.overlay import VIEWS, OverlayConfig, Renderer
 from streamseg.pipeline import PipelineConfig, run, segment_frames, threaded
-from streamseg.preprocess import Preprocessor, PreprocessConfig, plan_geometry
+from streamseg.preprocess import PreprocessConfig, Preprocessor, plan_geometry
 from streamseg.source import open_source
 from streamseg.stats import RESERVOIR, RunStats, StageTimer
 

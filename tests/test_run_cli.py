@@ -12,10 +12,9 @@ from pathlib import Path
 import av
 import pytest
 from click.testing import CliRunner
+from conftest import write_clip
 
 from streamseg.cli import main
-
-from conftest import write_clip
 
 
 def invoke(*args: str):

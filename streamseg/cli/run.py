@@ -17,7 +17,7 @@ from pathlib import Path
 import av
 import click
 
-from ..backends import Backend, BackendError, load_backend
+from ..backends import BACKENDS, Backend, BackendError, load_backend
 from ..checkpoint import CheckpointError
 from ..encode import EncodeConfig, EncodeError, VideoWriter, check_codec, check_writable
 from ..overlay import VIEWS, OverlayConfig
@@ -27,7 +27,6 @@ from ..source import SourceError, VideoSource, expand_sources, open_source
 from ..stats import RunStats, format_summary
 from ..webcam import DisplayError, run_webcam
 
-BACKENDS = ("auto", "torch", "onnx", "tensorrt")
 EXPECTED = (SourceError, EncodeError, BackendError, CheckpointError, DisplayError, ValueError, OSError, av.FFmpegError)
 
 
@@ -214,9 +213,9 @@ def run_command(ctx: click.Context, source: str, model: str, backend: str, devic
             check_writable(path, overwrite)
         first = open_source(sources[0])  # a bad input fails before the model is loaded
         chosen = open_backend(ModelConfig(model, backend, device), batch)
-        summaries, received = {}, []
+        summaries: dict[str, dict] = {}
         with stop_on_signals() as (stop, received):
-            for spec, path in zip(sources, outputs):
+            for spec, path in zip(sources, outputs, strict=True):
                 opened, first = first or open_source(spec), None
                 config = replace(pipeline, save_masks=mask_folder(save_masks, spec, len(sources) > 1))
                 summaries[spec] = run_one(opened, spec, path, chosen, config, encode, stop, progress)
