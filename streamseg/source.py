@@ -24,6 +24,8 @@ from .decode import DecodeReport, Frame, decode_frames
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp")
 # Assumed camera rate when the driver reports none (many webcams report 0).
 DEFAULT_CAMERA_FPS = 30
+# Seconds a URL may take to connect and to deliver each read before it counts as dead.
+OPEN_TIMEOUT_S = 10.0
 
 
 class SourceError(ValueError):
@@ -56,10 +58,14 @@ class FileSource:
     def __init__(self, location: str, *, live: bool = False, options: dict[str, str] | None = None) -> None:
         self.location = location
         self.report = DecodeReport()
+        started = time.monotonic()
         try:
-            self.container = av.open(location, options=options or {}, timeout=10.0)
+            self.container = av.open(location, options=options or {}, timeout=OPEN_TIMEOUT_S)
         except (ConnectionError, TimeoutError) as error:  # PyAV's network errors subclass these builtins
             raise SourceError(f"cannot connect to {location}: {_reason(error)}") from None
+        except av.ExitError:  # our timeout's interrupt callback fired: the server accepted but never answered
+            waited = time.monotonic() - started  # FFmpeg may retry a request, so measure rather than assume
+            raise SourceError(f"cannot open {location}: no answer in {waited:.0f} s") from None
         except av.FFmpegError as error:
             raise SourceError(f"cannot open {location}: not a video FFmpeg can read ({_reason(error)})") from None
         except OSError as error:

@@ -87,6 +87,13 @@ def test_refused_connection_fails_fast(scheme, model, tmp_path):
     assert "cannot connect" in line.lower() and "refused" in line.lower()
 
 
+def test_silent_server_times_out(model, tmp_path):
+    """A server that accepts and never answers (a stalled camera): a bounded wait, then a clean error."""
+    with places.silent_server() as port:
+        url = f"http://127.0.0.1:{port}/live/stream.mp4"
+        refused_cleanly(tmp_path, url, model, "-o", tmp_path / "out.mp4", words=(url, "no answer"), timeout=90)
+
+
 # --- model files --------------------------------------------------------------------------
 
 def test_unknown_model_name(tmp_path):

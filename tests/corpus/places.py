@@ -39,6 +39,18 @@ def refused_url(scheme: str) -> str:
     return f"{scheme}://127.0.0.1:{closed_port()}/live/stream.mp4"
 
 
+@contextmanager
+def silent_server() -> Iterator[int]:
+    """A loopback port that accepts connections and never sends a byte (a stalled camera or server)."""
+    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)  # the kernel completes handshakes from the backlog; nobody ever answers
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
+
+
 def output_in_missing_folder(folder: Path) -> Path:
     return folder / "no_such_folder" / "out.mp4"
 
