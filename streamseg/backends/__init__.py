@@ -104,7 +104,8 @@ def _auto(model: str, checkpoint: Path, device: str, batch: int, engines_dir: st
         return TorchBackend(net, info, device), f"torch on CUDA: {why_not_trt}"
     try:
         onnx = _onnx_for(model, checkpoint, engines_dir)
-        return onnx, f"ONNX Runtime on CPU (no CUDA device; faster than torch on CPU), {onnx.path}"
+        why = "CPU requested" if device == "cpu" else "no CUDA device"
+        return onnx, f"ONNX Runtime on CPU ({why}; faster than torch on CPU), {onnx.path}"
     except (BackendError, OSError, RuntimeError, ValueError) as error:
         net, info = load_checkpoint(checkpoint)
         return TorchBackend(net, info, "cpu"), f"torch on CPU: ONNX Runtime not usable ({error})"

@@ -97,7 +97,9 @@ def pick_providers(device: str) -> tuple[list[str], str]:
     import onnxruntime as ort
 
     available = ort.get_available_providers()
-    gpu = [p for p in ("TensorrtExecutionProvider", "CUDAExecutionProvider") if p in available]
+    # Not ORT's TensorRT provider: it silently builds an engine for minutes on first
+    # use. TensorRT is an explicit `streamseg export --fp16` step and its own backend.
+    gpu = [p for p in ("CUDAExecutionProvider",) if p in available]
     if device == "cpu" or (device == "auto" and not gpu):
         return ["CPUExecutionProvider"], "cpu"
     if not gpu:

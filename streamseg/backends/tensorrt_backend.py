@@ -115,6 +115,15 @@ def plan_batch(count: int, batch_range: tuple[int, ...]) -> int:
     return max(count, low)
 
 
+def tensorrt_missing() -> str:
+    """Why TensorRT cannot run here ("" when it can), without importing it."""
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None:
+        return "no tensorrt package installed"
+    return "" if torch.cuda.is_available() else "no CUDA device"
+
+
 def import_tensorrt():
     try:
         import tensorrt as trt
@@ -162,7 +171,8 @@ class TensorRTBackend(Backend):
         self.device = f"{self.torch_device} ({self.sidecar.env.gpu_name})"
         self.logger = trt.Logger(trt.Logger.WARNING)
         with torch.cuda.device(self.torch_device):
-            self.engine = trt.Runtime(self.logger).deserialize_cuda_engine(self.path.read_bytes())
+            self.runtime = trt.Runtime(self.logger)  # kept: the engine must not outlive its runtime
+            self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
             if self.engine is None:
                 raise BackendError(f"TensorRT could not deserialise {self.path}; {rebuild_hint(self.sidecar)}")
             self.context = self.engine.create_execution_context()

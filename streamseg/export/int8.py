@@ -3,6 +3,9 @@
 Activations are calibrated with MinMax on real frames (the sample clip or a
 `--calib` folder): static ranges avoid the per-inference range computation of
 dynamic quantisation, which is what makes INT8 convolutions pay off.
+The pay-off depends on the CPU: with VNNI (AVX512-VNNI / AVX-VNNI) an INT8
+multiply-add is one instruction; on plain AVX2 it is two, and our thin,
+memory-bound layers gain little (see benchmarks/backends.py).
 """
 from __future__ import annotations
 

@@ -17,7 +17,9 @@ from torch import nn
 
 from ..backends.base import BackendError
 from ..backends.onnx_backend import OnnxMeta, read_onnx_meta
+from ..backends.tensorrt_backend import TensorRTBackend, tensorrt_missing
 from ..checkpoint import ModelInfo, load_checkpoint
+from .engine import build_engine
 from .frames import FrameSourceError, load_frames, to_batch
 from .onnx_export import ExportError, OnnxCheck, check_onnx, export_onnx, file_sha256
 
@@ -96,17 +98,13 @@ def int8_step(config: ExportConfig, fp32: Path, images: np.ndarray, calib: np.nd
 @torch.inference_mode()
 def engine_step(config: ExportConfig, checkpoint: Path, model: nn.Module, onnx_path: Path, images: np.ndarray,
                 name: str, size: tuple[int, int], log: Log) -> Path:
-    from .engine import build_engine
-
-    meta = read_onnx_meta(onnx_path)
-    try:
-        engine = build_engine(onnx_path, meta, config.out_dir, name=name, batch=config.batch, size=size,
-                              workspace_gib=config.workspace_gib, checkpoint=str(checkpoint), log=log)
-    except BackendError as error:
-        raise ExportError(f"wrote {onnx_path}, but the --fp16 engine needs an NVIDIA GPU with TensorRT: "
-                          f"{error}") from None
-    from ..backends.tensorrt_backend import TensorRTBackend
-
+    missing = tensorrt_missing()
+    if missing:
+        raise ExportError(f"the --fp16 engine needs an NVIDIA GPU with TensorRT 10 ({missing}); {onnx_path} is "
+                          f"written: build the engine on such a machine with `streamseg export --model "
+                          f"{config.model} --fp16 --batch {config.batch}`")
+    engine = build_engine(onnx_path, read_onnx_meta(onnx_path), config.out_dir, name=name, batch=config.batch,
+                          size=size, workspace_gib=config.workspace_gib, checkpoint=str(checkpoint), log=log)
     trt_backend = TensorRTBackend(engine)
     rows = images[: config.batch]
     reference = model.to("cpu").float().eval()(torch.from_numpy(rows)).argmax(1).numpy()
