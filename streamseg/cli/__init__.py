@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from .evaluate import evaluate
+from .export import export
 from .models import models
 from .run import run_command, webcam_command
 from .train_cmd import train_command
@@ -22,5 +23,6 @@ def main() -> None:
 main.add_command(models)
 main.add_command(run_command)
 main.add_command(webcam_command)
+main.add_command(export)
 main.add_command(evaluate)
 main.add_command(train_command)
