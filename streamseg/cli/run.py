@@ -19,6 +19,7 @@ import click
 
 from ..backends import BACKENDS, Backend, BackendError, load_backend
 from ..checkpoint import CheckpointError
+from ..classes import load_label_colors
 from ..encode import EncodeConfig, EncodeError, VideoWriter, check_codec, check_writable
 from ..overlay import VIEWS, OverlayConfig
 from ..pipeline import PipelineConfig, run
@@ -59,6 +60,8 @@ def view_options(command: Callable) -> Callable:
         click.option("--info/--no-info", "info_line", default=True, show_default=True,
                      help="Draw the FPS / latency line."),
         click.option("--classes", default=None, help="Comma-separated classes to draw, e.g. road,car (default all)."),
+        click.option("--palette", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     help="Class colours in CamVid's label_colors.txt format ('R G B Name' per line)."),
         click.option("--aspect", type=click.Choice(ASPECTS), default="pad", show_default=True,
                      help="pad: keep the frame's aspect ratio (letterbox); stretch: fill the model input."),
         click.option("--codec", default="libx264", show_default=True, help="FFmpeg video encoder."),
@@ -72,7 +75,8 @@ def view_options(command: Callable) -> Callable:
 
 def build_configs(options: dict, batch: int = 1, save_masks: Path | None = None) -> tuple[PipelineConfig, EncodeConfig]:
     classes = tuple(c.strip() for c in options["classes"].split(",") if c.strip()) if options["classes"] else None
-    overlay = OverlayConfig(options["view"], options["alpha"], options["legend"], classes, options["info_line"])
+    colors = tuple((c.name, c.rgb) for c in load_label_colors(options["palette"])) if options["palette"] else ()
+    overlay = OverlayConfig(options["view"], options["alpha"], options["legend"], classes, options["info_line"], colors)
     pipeline = PipelineConfig(PreprocessConfig(options["aspect"]), overlay, batch, save_masks=save_masks)
     encode = EncodeConfig(options["codec"], options["crf"], options["preset"], audio=options.get("audio", True))
     return pipeline, encode
@@ -204,30 +208,34 @@ def run_command(ctx: click.Context, source: str, model: str, backend: str, devic
                 progress: bool, **view: object) -> None:
     """Segment a video file, URL, glob ('clips/*.mp4') or camera index (0) into an annotated video."""
     setup_logging()
-    try:
-        sources = expand_sources(source)
-        outputs = plan_outputs(sources, output)
-        pipeline, encode = build_configs(view, batch)
-        check_codec(encode.codec)
-        for path in outputs:
-            check_writable(path, overwrite)
-        first = open_source(sources[0])  # a bad input fails before the model is loaded
-        chosen = open_backend(ModelConfig(model, backend, device), batch)
-        summaries: dict[str, dict] = {}
-        with stop_on_signals() as (stop, received):
+    # Signals are caught from the start: Ctrl-C while connecting or loading the model is an
+    # interruption (128 + signal, nothing written), not an error or a traceback.
+    with stop_on_signals() as (stop, received):
+        try:
+            sources = expand_sources(source)
+            outputs = plan_outputs(sources, output)
+            pipeline, encode = build_configs(view, batch)
+            check_codec(encode.codec)
+            for path in outputs:
+                check_writable(path, overwrite)
+            first = open_source(sources[0])  # a bad input fails before the model is loaded
+            chosen = open_backend(ModelConfig(model, backend, device), batch)
+            summaries: dict[str, dict] = {}
             for spec, path in zip(sources, outputs, strict=True):
                 opened, first = first or open_source(spec), None
                 config = replace(pipeline, save_masks=mask_folder(save_masks, spec, len(sources) > 1))
                 summaries[spec] = run_one(opened, spec, path, chosen, config, encode, stop, progress)
                 if stop.is_set():
                     break
-        if stats_json is not None:
-            data = summaries[sources[0]] if len(sources) == 1 else summaries
-            stats_json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    except EXPECTED as error:
-        raise click.ClickException(one_line(error)) from None
-    except KeyboardInterrupt:
-        raise click.ClickException("interrupted twice: stopped without finalising the output") from None
+            if stats_json is not None:
+                data = summaries[sources[0]] if len(sources) == 1 else summaries
+                stats_json.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+        except EXPECTED as error:
+            if not received:
+                raise click.ClickException(one_line(error)) from None
+            click.echo("interrupted before the first frame: nothing written", err=True)
+        except KeyboardInterrupt:
+            click.echo("Error: interrupted twice: stopped without finalising the output", err=True)
     ctx.exit(exit_code(received))
 
 
