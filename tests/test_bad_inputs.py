@@ -247,3 +247,14 @@ def test_truncated_file_with_index_first_keeps_the_readable_frames(model, tmp_pa
     assert 0 < readable < 30
     assert probe(tmp_path / "out.mp4")["frames"] == readable
     assert f"decoded {readable} of the 30 frames" in result.stderr and "truncated" in result.stderr
+
+
+@pytest.mark.parametrize("option", [("--alpha", "3"), ("--batch", "0"), ("--view", "hologram")],
+                         ids=["alpha", "batch", "view"])
+def test_bad_option_is_a_usage_error(option, model, tmp_path):
+    clip = media.clip(tmp_path)
+    before = places.listing(tmp_path)
+    result = segment(tmp_path, clip, model, *option)
+    assert result.code == USAGE, result.output
+    assert "Traceback" not in result.output and option[0] in result.stderr
+    assert places.listing(tmp_path) == before
