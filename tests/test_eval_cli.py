@@ -128,6 +128,19 @@ def test_eval_without_training_extra(data: Path, checkpoint: Path, monkeypatch: 
     assert result.output.startswith("Error: streamseg eval needs the training extra") and "pip install" in result.output
 
 
+def test_eval_reproduces_the_training_runs_metrics(tmp_path: Path) -> None:
+    data = make_camvid(tmp_path / "data")
+    out = tmp_path / "run"
+    trained = invoke("train", "--model", "unet", "--data", data, "--out", out, "-b", "2", "-j", "0",
+                     "--crop-height", "32", "--crop-width", "32", "--epochs", "1", "--threads", "1")
+    assert trained.exit_code == 0, trained.output
+    result = invoke("eval", "--model", out / "best.safetensors", "--data", data, "--json", tmp_path / "e.json")
+    assert result.exit_code == 0, result.output
+    report, during = (json.loads(p.read_text()) for p in (tmp_path / "e.json", out / "metrics.json"))
+    assert report["confusion_matrix"] == during["confusion_matrix"]
+    assert report["mIoU"] == pytest.approx(during["mIoU"]) and report["training"]["epoch"] == 1
+
+
 def test_train_command_forwards_to_python_m_train(tmp_path: Path) -> None:
     help_text = invoke("train", "--help")
     assert help_text.exit_code == 0 and "Usage: streamseg train" in help_text.output

@@ -62,7 +62,8 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     return {"checkpoint": str(cfg.checkpoint), "model": info.name, "arch": info.arch,
             "data": str(Path(cfg.data)), "split": cfg.split, "label_format": dataset.format,
             "images": len(dataset), "pixels": int(confusion.matrix.sum()), "device": str(device),
-            "seconds": round(time.perf_counter() - start, 2), **metrics}
+            "seconds": round(time.perf_counter() - start, 2), **metrics,
+            "training": info.training}  # the run that made the checkpoint (epoch, val mIoU, config)
 
 
 def format_table(metrics: dict) -> str:
