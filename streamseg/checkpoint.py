@@ -150,7 +150,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
         model = info.build()
     except (ValueError, TypeError) as error:  # an unknown architecture or option in the metadata
         raise CheckpointError(f"{path}: {error}") from None
-    load_weights(model, load_state(path), str(path))
+    load_weights(model, load_state(path), f"{path} (metadata: {info.arch}, {info.num_classes} classes)")
     return model.to(device).eval(), info
 
 

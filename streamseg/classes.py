@@ -98,8 +98,9 @@ def color_to_index(label_rgb: np.ndarray, colors: list[ColorClass], *,
     """Convert a colour-coded label image `(H, W, 3) uint8` to an index map `(H, W) uint8`.
 
     With `grouping` (default: the standard 32 → 11 CamVid grouping) colours map
-    to `target_classes`; without it, to their position in `colors`. Colours not
-    in the table, and groups outside the targets, become void (`VOID_INDEX`).
+    to `target_classes`, and colours not in the table or grouped outside the
+    targets become void (`VOID_INDEX`). With `grouping=None` a colour maps to
+    its position in `colors` and unknown colours to 255.
     """
     if label_rgb.ndim != 3 or label_rgb.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) colour label image, got shape {label_rgb.shape}")
