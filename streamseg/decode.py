@@ -87,7 +87,7 @@ def decode_frames(container: av.container.InputContainer, stream: av.video.strea
 def _check_complete(stream: av.video.stream.VideoStream, decoded: int, report: DecodeReport) -> None:
     """MP4s list their frames up front: fewer frames means the file was cut short (an interrupted copy)."""
     listed = stream.frames
-    if listed and decoded < listed and report.truncated is None:
+    if listed and decoded + report.corrupt < listed and report.truncated is None:
         report.truncated = f"decoded {decoded} of {listed} frames"
         log.warning("decoded %d of the %d frames the file lists: it looks truncated", decoded, listed)
 

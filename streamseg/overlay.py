@@ -25,6 +25,13 @@ class OverlayConfig:
     legend: bool = True
     classes: tuple[str, ...] | None = None  # draw only these (None: all)
     info_line: bool = True                  # FPS / latency text at the bottom
+    colors: tuple[tuple[str, tuple[int, int, int]], ...] = ()  # (class, RGB) overrides, e.g. from --palette
+
+
+def class_palette(info: ModelInfo, colors: tuple[tuple[str, tuple[int, int, int]], ...]) -> list[tuple[int, int, int]]:
+    """The model's palette with the named overrides applied (names match case-insensitively)."""
+    override = {name.lower(): tuple(rgb) for name, rgb in colors}
+    return [override.get(name.lower(), tuple(rgb)) for name, rgb in zip(info.classes, info.palette, strict=True)]
 
 
 def class_filter(info: ModelInfo, names: tuple[str, ...] | None) -> np.ndarray:
@@ -70,10 +77,11 @@ class Renderer:
             raise ValueError(f"alpha must be within 0..1, got {config.alpha}")
         self.config = config
         self.drawn = class_filter(info, config.classes)
-        self.palette = palette_array(info.palette)
+        colors = class_palette(info, config.colors)
+        self.palette = palette_array(colors)
         self.palette[~self.drawn] = 0  # undrawn classes (and void) get no colour
         shown = [i for i in range(info.num_classes) if self.drawn[i]]
-        self.legend = draw_legend([info.classes[i] for i in shown], [info.palette[i] for i in shown])
+        self.legend = draw_legend([info.classes[i] for i in shown], [colors[i] for i in shown])
         self.everything_drawn = bool(self.drawn[: info.num_classes].all())
 
     def colors(self, labels: np.ndarray) -> np.ndarray:

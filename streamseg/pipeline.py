@@ -125,58 +125,69 @@ def each(frames: Iterable[Frame], work: Callable[[Frame], None], timer: StageTim
         yield frame
 
 
+class Stages:
+    """The per-frame work of the stages between decode and encode, each timed into `stats`."""
+
+    def __init__(self, backend: Backend, config: PipelineConfig, stats: RunStats, batch: int,
+                 renderer: Renderer | None = None) -> None:
+        self.backend, self.config, self.stats, self.batch, self.renderer = backend, config, stats, batch, renderer
+        self.preprocess = Preprocessor(backend.info, config.preprocess)
+        self.postprocess = Postprocessor(backend.info.input_size, config.preprocess.aspect)
+        self.pad_to = batch if getattr(backend, "fixed_batch", False) else None  # engines built for one batch size
+
+    def prepare(self, frame: Frame) -> None:
+        frame.tensor = self.preprocess(frame.image)
+
+    def infer(self, frames: Iterable[Frame]) -> Iterator[Frame]:
+        for group in batch_frames(frames, self.batch):
+            if self.stats.batch_shape is None:
+                self.stats.batch_shape = (len(group), *group[0].tensor.shape)
+            with self.stats["inference"].time(len(group)):
+                infer(self.backend, group, pad_to=self.pad_to)
+            yield from group
+
+    def finish(self, frame: Frame) -> None:
+        size = frame.image.shape[:2]
+        self.stats.shares.add(self.postprocess.crop(frame.small_labels, size))
+        frame.labels, frame.small_labels = self.postprocess(frame.small_labels, size), None
+        if self.config.save_masks is not None:
+            save_mask(self.config.save_masks, frame.index, frame.labels)
+
+    def render(self, frame: Frame) -> None:
+        frame.rendered = self.renderer(frame.image, frame.labels, self.stats.live_text())
+
+    def count_drop(self) -> None:
+        self.stats.dropped += 1
+
+
 def segment_frames(source: VideoSource | str, backend: Backend | str, config: PipelineConfig = PipelineConfig(),
                    *, stats: RunStats | None = None, stop: threading.Event | None = None,
                    renderer: Renderer | None = None) -> Iterator[Frame]:
     """Yield every frame of `source` with `.labels` (and `.rendered` given a renderer), in order.
 
-    `stop` ends reading gracefully: frames already decoded still come out.
+    `source` and `backend` may be objects or what `open_source` / `load_backend`
+    take. `stop` ends reading gracefully: frames already decoded still come out.
     """
-    source = open_source(source) if isinstance(source, str) else source
+    owned = isinstance(source, str)  # opened here, so closed here
+    source = open_source(source) if owned else source
     backend = load_backend(backend)[0] if isinstance(backend, str) else backend
     stats = stats if stats is not None else RunStats(backend.info.classes)
     live, halt = source.info.live, threading.Event()
     size = 1 if live else config.queue_size
-    batch = effective_batch(config.batch, backend, live)
-    preprocess = Preprocessor(backend.info, config.preprocess)
-    postprocess = Postprocessor(backend.info.input_size, config.preprocess.aspect)
-    pad_to = batch if getattr(backend, "fixed_batch", False) else None  # engines built for one batch size
-
-    def prepare(frame: Frame) -> None:
-        frame.tensor = preprocess(frame.image)
-
-    def run_batches(frames: Iterable[Frame]) -> Iterator[Frame]:
-        for group in batch_frames(frames, batch):
-            if stats.batch_shape is None:
-                stats.batch_shape = (len(group), *group[0].tensor.shape)
-            with stats["inference"].time(len(group)):
-                infer(backend, group, pad_to=pad_to)
-            yield from group
-
-    def finish(frame: Frame) -> None:
-        stats.shares.add(postprocess.crop(frame.small_labels, frame.image.shape[:2]))
-        frame.labels = postprocess(frame.small_labels, frame.image.shape[:2])
-        frame.small_labels = None
-        if config.save_masks is not None:
-            save_mask(config.save_masks, frame.index, frame.labels)
-
-    def render(frame: Frame) -> None:
-        frame.rendered = renderer(frame.image, frame.labels, stats.live_text())
-
-    def count_drop() -> None:
-        stats.dropped += 1
-
-    frames = threaded(timed(source.frames(stop), stats["decode"]), halt, size, count_drop if live else None)
-    frames = threaded(each(frames, prepare, stats["preprocess"]), halt, size)
-    frames = threaded(run_batches(frames), halt, max(size, batch))
-    frames = threaded(each(frames, finish, stats["postprocess"]), halt, size)
+    stages = Stages(backend, config, stats, effective_batch(config.batch, backend, live), renderer)
+    frames = threaded(timed(source.frames(stop), stats["decode"]), halt, size, stages.count_drop if live else None)
+    frames = threaded(each(frames, stages.prepare, stats["preprocess"]), halt, size)
+    frames = threaded(stages.infer(frames), halt, max(size, stages.batch))
+    frames = threaded(each(frames, stages.finish, stats["postprocess"]), halt, size)
     if renderer is not None:
-        frames = threaded(each(frames, render, stats["render"]), halt, size)
+        frames = threaded(each(frames, stages.render, stats["render"]), halt, size)
     try:
         yield from frames
     finally:
         halt.set()
         stats.corrupt = source.report.corrupt
+        if owned:
+            source.close()
 
 
 def run(source: VideoSource, backend: Backend, writer: VideoWriter, config: PipelineConfig = PipelineConfig(),

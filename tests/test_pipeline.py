@@ -199,3 +199,10 @@ def test_stats_exclude_warmup_and_stay_bounded():
     stats = RunStats(("a", "b"))
     stats.shares.add(np.array([[0, 1, 1, 1]], np.uint8))
     assert stats.summary()["class_shares"] == {"a": 0.25, "b": 0.75}
+
+
+def test_palette_override_recolours_a_class():
+    info = ModelInfo.for_model("unet")
+    config = OverlayConfig(view="mask", legend=False, colors=(("road", (1, 2, 3)),))
+    out = Renderer(info, config)(np.zeros((2, 2, 3), np.uint8), np.full((2, 2), 3, np.uint8))
+    assert (out == [1, 2, 3]).all()

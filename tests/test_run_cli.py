@@ -71,6 +71,7 @@ def bad_inputs(tmp: Path, model: Path) -> dict[str, tuple[list[str], str]]:
         stream.width, stream.height = 64, 48
         out.start_encoding()
     (tmp / "folder").mkdir()
+    (tmp / "colors.txt").write_text("128 64 Road\n")
     m = ["-m", str(model), "--backend", "torch"]
     return {
         "missing": ([str(tmp / "nope.mp4"), *m], "no such file"),
@@ -82,12 +83,13 @@ def bad_inputs(tmp: Path, model: Path) -> dict[str, tuple[list[str], str]]:
         "unknown model": ([str(clip), "-m", "no-such-model", "--backend", "torch"], "unknown model"),
         "unwritable output": ([str(clip), *m, "-o", str(tmp / "missing-dir" / "x.mp4")], "does not exist"),
         "bad class": ([str(clip), *m, "--classes", "unicorn"], "unknown class"),
+        "bad palette": ([str(clip), *m, "--palette", str(tmp / "colors.txt")], "expected 'R G B Name'"),
         "camera": (["9", *m], "camera 9 could not be opened"),
     }
 
 
 CASES = ["missing", "directory", "not a video", "corrupt", "no video stream", "zero frames", "unknown model",
-         "unwritable output", "bad class", "camera"]
+         "unwritable output", "bad class", "bad palette", "camera"]
 
 
 @pytest.mark.parametrize("case", CASES)
