@@ -74,6 +74,9 @@ class FileSource:
             self.container.close()
             raise SourceError(f"{location} has no video stream")
         self.stream = self.container.streams.video[0]
+        if self.stream.codec_context is None:  # a damaged header can name a codec FFmpeg has no decoder for
+            self.container.close()
+            raise SourceError(f"cannot decode {location}: no decoder for its video codec (corrupt or unsupported)")
         self.stream.thread_type = "AUTO"  # frame + slice threads: decoding overlaps the rest
         self.info = self._describe(live)
 

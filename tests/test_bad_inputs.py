@@ -62,6 +62,7 @@ BROKEN_MEDIA: dict[str, tuple[Callable[[Path], Path], tuple[str, ...]]] = {
     "random bytes": (media.random_bytes, ("noise.mp4", "not a video")),
     "truncated, index at the end": (media.truncated_tail, ("truncated.mp4",)),
     "audio only": (media.audio_only, ("audio_only.mp4", "no video stream")),
+    "unknown codec": (media.unknown_codec, ("unknown_codec.mp4", "no decoder")),
 }
 
 

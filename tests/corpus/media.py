@@ -103,6 +103,15 @@ def audio_only(folder: Path) -> Path:
     return path
 
 
+def unknown_codec(folder: Path) -> Path:
+    """An MP4 whose sample entry names a codec nobody knows ('zzzz' instead of 'avc1')."""
+    good = clip(folder, "good.mp4")
+    path = folder / "unknown_codec.mp4"
+    path.write_bytes(good.read_bytes().replace(b"avc1", b"zzzz"))
+    good.unlink()
+    return path
+
+
 # --- valid but odd inputs: processed, not rejected --------------------------------------------
 
 def truncated_indexed(folder: Path) -> Path:
