@@ -133,7 +133,9 @@ class Stages:
         self.backend, self.config, self.stats, self.batch, self.renderer = backend, config, stats, batch, renderer
         self.preprocess = Preprocessor(backend.info, config.preprocess)
         self.postprocess = Postprocessor(backend.info.input_size, config.preprocess.aspect)
-        self.pad_to = batch if getattr(backend, "fixed_batch", False) else None  # engines built for one batch size
+        # Backends with a batch limit may be exported for exactly that batch (static ONNX):
+        # the last, partial batch is padded to the full size and the extra rows dropped.
+        self.pad_to = batch if backend.max_batch is not None else None
 
     def prepare(self, frame: Frame) -> None:
         frame.tensor = self.preprocess(frame.image)

@@ -206,3 +206,21 @@ def test_palette_override_recolours_a_class():
     config = OverlayConfig(view="mask", legend=False, colors=(("road", (1, 2, 3)),))
     out = Renderer(info, config)(np.zeros((2, 2, 3), np.uint8), np.full((2, 2), 3, np.uint8))
     assert (out == [1, 2, 3]).all()
+
+
+class FixedBatchBackend:
+    """Accepts exactly `max_batch` frames per call, like an ONNX file exported with a static batch."""
+
+    def __init__(self, inner, size: int) -> None:
+        self.inner, self.max_batch, self.info, self.calls = inner, size, inner.info, []
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        assert len(batch) == self.max_batch
+        self.calls.append(len(batch))
+        return self.inner.predict(batch)
+
+
+def test_last_partial_batch_is_padded_for_fixed_batch_backends(backend, make_clip):
+    fixed = FixedBatchBackend(backend, 4)
+    frames = list(segment_frames(str(make_clip(frames=6)), fixed, PipelineConfig(batch=4)))
+    assert len(frames) == 6 and fixed.calls == [4, 4]
