@@ -16,6 +16,7 @@ from streamseg.decode import Frame, coded, upright
 from streamseg.encode import VideoWriter
 from streamseg.overlay import VIEWS, OverlayConfig, Renderer
 from streamseg.pipeline import PipelineConfig, run, segment_frames, threaded
+from streamseg.postprocess import Postprocessor
 from streamseg.preprocess import PreprocessConfig, Preprocessor, plan_geometry
 from streamseg.source import open_source
 from streamseg.stats import RESERVOIR, RunStats, StageTimer
@@ -224,3 +225,20 @@ def test_last_partial_batch_is_padded_for_fixed_batch_backends(backend, make_cli
     fixed = FixedBatchBackend(backend, 4)
     frames = list(segment_frames(str(make_clip(frames=6)), fixed, PipelineConfig(batch=4)))
     assert len(frames) == 6 and fixed.calls == [4, 4]
+
+
+def test_upscaling_is_warned_once(caplog):
+    info = ModelInfo.for_model("unet", input_size=(48, 64))
+    preprocess = Preprocessor(info)
+    with caplog.at_level("WARNING", logger="streamseg"):
+        preprocess(np.zeros((12, 16, 3), np.uint8))
+        preprocess(np.zeros((12, 16, 3), np.uint8))
+    assert len([r for r in caplog.records if "upscaled" in r.message]) == 1
+
+
+def test_postprocess_crops_the_padding_and_resizes_nearest():
+    post = Postprocessor((360, 480), "pad")
+    small = np.full((360, 480), 9, np.uint8)  # 9 marks padding
+    small[45:315] = 3  # a 16:9 frame fills rows 45..314 of the 4:3 input
+    labels = post(small, (720, 1280))
+    assert labels.shape == (720, 1280) and (labels == 3).all()
