@@ -89,3 +89,24 @@ def test_signal_before_the_first_frame_writes_nothing(name, setup, tmp_path):
     assert "Traceback" not in result.output
     assert "interrupted" in result.stderr.lower()
     assert places.listing(tmp_path) == set()
+
+
+def test_second_signal_abandons_the_run_cleanly(setup, tmp_path):
+    """Ctrl-C twice: stop at once. Whatever the race between the two signals and the drain, the
+    folder ends with either no file at all or a finalised output holding the frames reported."""
+    clip, model = setup
+    running = start(clip, model, tmp_path)
+    wait_for(running, "backend:")
+    time.sleep(0.5)
+    os.kill(running.pid, signal.SIGINT)
+    time.sleep(0.01)
+    os.kill(running.pid, signal.SIGINT)
+    result = running.wait(timeout=120)
+    assert result.code == 130, result.output
+    assert "Traceback" not in result.output
+    kept = re.search(r"interrupted; kept (\d+) frames", result.stderr)
+    if kept:  # the drain won the race
+        assert len(timestamps(tmp_path / "out.mp4")) == int(kept.group(1))
+    else:
+        assert "interrupted twice" in result.stderr
+        assert places.listing(tmp_path) == set()
