@@ -9,11 +9,17 @@ import numpy as np
 import pytest
 import torch
 
-from streamseg.backends import (BackendError, OnnxBackend, TorchBackend, load_backend, resolve_checkpoint,
-                                usable_engine)
+from streamseg.backends import BackendError, OnnxBackend, TorchBackend, load_backend, resolve_checkpoint, usable_engine
 from streamseg.backends.onnx_backend import physical_cores, read_onnx_meta
-from streamseg.backends.tensorrt_backend import (EngineEnv, EngineSidecar, check_sidecar, engine_file_name,
-                                                 plan_batch, read_sidecar, sidecar_path)
+from streamseg.backends.tensorrt_backend import (
+    EngineEnv,
+    EngineSidecar,
+    check_sidecar,
+    engine_file_name,
+    plan_batch,
+    read_sidecar,
+    sidecar_path,
+)
 from streamseg.checkpoint import ModelInfo, load_checkpoint, save_checkpoint
 
 SIZE = (48, 64)
@@ -44,7 +50,7 @@ def test_auto_on_cpu_exports_caches_and_reuses_onnx(tmp_path: Path, checkpoint: 
     engines = tmp_path / "engines"
     backend, reason = load_backend(str(checkpoint), engines_dir=engines)
     cached = engines / "tiny.onnx"
-    assert isinstance(backend, OnnxBackend) and backend.path == cached and "ONNX Runtime on CPU" in reason
+    assert isinstance(backend, OnnxBackend) and backend.path == cached and "ONNX Runtime" in reason
     assert read_onnx_meta(cached).input_size is None  # cached exports accept any frame size
     labels = backend.predict(batch_of(2))
     assert labels.shape == (2, *SIZE) and labels.dtype == np.uint8
@@ -130,6 +136,35 @@ def test_sidecar_round_trip_and_mismatch_refused(tmp_path: Path) -> None:
     sidecar_path(engine).unlink()
     with pytest.raises(BackendError, match="has no sidecar"):
         read_sidecar(engine)
+
+
+def write_engine(folder: Path, sc: EngineSidecar) -> Path:
+    folder.mkdir(exist_ok=True)
+    engine = folder / engine_file_name("tiny", sc.precision, sc.batch_range[2], sc.env)
+    engine.write_bytes(b"plan")
+    sidecar_path(engine).write_text(sc.to_json())
+    return engine
+
+
+def test_usable_engine_checks_sidecars(tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The `auto` choice among engines is pure Python: test it with hand-written sidecars."""
+    from streamseg import backends
+    from streamseg.export.onnx_export import file_sha256
+
+    monkeypatch.setattr(backends, "current_env", lambda: env())
+    good = dataclasses.replace(sidecar(batch=4), checkpoint_sha256=file_sha256(checkpoint))
+    engine = write_engine(tmp_path / "good", good)
+    assert usable_engine(str(checkpoint), checkpoint, 4, tmp_path / "good") == (engine, "")
+    found, why = usable_engine(str(checkpoint), checkpoint, 8, tmp_path / "good")
+    assert found is None and "up to 4, not 8" in why
+    write_engine(tmp_path / "a100", dataclasses.replace(good, env=env(gpu="NVIDIA A100-SXM4-80GB", cc=(8, 0))))
+    found, why = usable_engine(str(checkpoint), checkpoint, 1, tmp_path / "a100")
+    assert found is None and "A100" in why and "rebuild" in why
+    model, info = load_checkpoint(checkpoint)
+    torch.nn.init.constant_(model.classifier.bias, 1.0)
+    save_checkpoint(checkpoint, model, info)  # retrained weights: the engine is stale
+    found, why = usable_engine(str(checkpoint), checkpoint, 4, tmp_path / "good")
+    assert found is None and "other weights" in why
 
 
 def test_plan_batch_pads_and_names_the_range() -> None:

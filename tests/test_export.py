@@ -97,7 +97,7 @@ def test_trained_model_parity_and_dynamic_batch(tmp_path: Path, trained: Path) -
 
 
 def test_dynamic_size_export_runs_other_sizes(tmp_path: Path, trained: Path) -> None:
-    model, info = load_checkpoint(trained)
+    _, info = load_checkpoint(trained)
     config = ExportConfig(model=str(trained), out_dir=tmp_path, dynamic=True, batch=2, calib_frames=4)
     export_model(config, log=lambda _: None)
     assert read_onnx_meta(tmp_path / "bands.onnx").input_size is None
@@ -106,7 +106,7 @@ def test_dynamic_size_export_runs_other_sizes(tmp_path: Path, trained: Path) -> 
 
 
 def test_int8_agrees_with_fp32(tmp_path: Path, trained: Path) -> None:
-    model, info = load_checkpoint(trained)
+    _, info = load_checkpoint(trained)
     lines: list[str] = []
     result = export_model(ExportConfig(model=str(trained), out_dir=tmp_path, int8=True, calib_frames=16),
                           log=lines.append)

@@ -98,14 +98,17 @@ def _auto(model: str, checkpoint: Path, device: str, batch: int, engines_dir: st
     if device != "cpu":
         engine, why_not_trt = usable_engine(model, checkpoint, batch, engines_dir)
         if engine is not None:
-            return TensorRTBackend(engine, device), f"TensorRT engine {engine} matches this GPU and TensorRT"
+            try:
+                return TensorRTBackend(engine, device), f"TensorRT engine {engine} matches this GPU and TensorRT"
+            except BackendError as error:  # e.g. a truncated file: fall back, and say why
+                why_not_trt = str(error)
     if _cuda_ok(device):
         net, info = load_checkpoint(checkpoint)
         return TorchBackend(net, info, device), f"torch on CUDA: {why_not_trt}"
     try:
         onnx = _onnx_for(model, checkpoint, engines_dir)
         why = "CPU requested" if device == "cpu" else "no CUDA device"
-        return onnx, f"ONNX Runtime on CPU ({why}; faster than torch on CPU), {onnx.path}"
+        return onnx, f"{why}; ONNX Runtime is faster than torch on CPU; using {onnx.path}"
     except (BackendError, OSError, RuntimeError, ValueError) as error:
         net, info = load_checkpoint(checkpoint)
         return TorchBackend(net, info, "cpu"), f"torch on CPU: ONNX Runtime not usable ({error})"

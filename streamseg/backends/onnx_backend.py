@@ -68,7 +68,7 @@ def read_onnx_meta(path: str | Path) -> OnnxMeta:
         model = onnx.load(str(path), load_external_data=False)
     except (OSError, ValueError, onnx.onnx_cpp2py_export.checker.ValidationError) as error:
         raise BackendError(f"cannot read ONNX file {path}: {error}") from None
-    except Exception as error:  # protobuf's DecodeError is not exported under a stable name
+    except Exception as error:  # noqa: BLE001 — protobuf's DecodeError has no stable import path
         raise BackendError(f"{path} is not an ONNX file ({type(error).__name__})") from None
     return parse_meta({p.key: p.value for p in model.metadata_props}, path)
 
@@ -119,7 +119,7 @@ def make_session(path: str | Path, device: str = "auto", threads: int | None = N
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
         session = ort.InferenceSession(str(path), options, providers=providers)
-    except Exception as error:  # ORT raises its own Fail/InvalidGraph/NoSuchFile types
+    except Exception as error:  # noqa: BLE001 — ORT raises its own Fail/InvalidGraph/NoSuchFile types
         raise BackendError(f"ONNX Runtime cannot load {path}: {str(error).splitlines()[0]}") from None
     return session, device_name
 

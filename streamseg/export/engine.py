@@ -11,8 +11,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..backends.onnx_backend import INPUT_NAME, OUTPUT_NAME, OnnxMeta
-from ..backends.tensorrt_backend import (EngineEnv, EngineSidecar, current_env, engine_file_name, gpu_slug,
-                                         import_tensorrt, sidecar_path)
+from ..backends.tensorrt_backend import (
+    EngineEnv,
+    EngineSidecar,
+    current_env,
+    engine_file_name,
+    gpu_slug,
+    import_tensorrt,
+    sidecar_path,
+)
 from ..checkpoint import atomic_write
 from .onnx_export import ExportError
 

@@ -73,7 +73,7 @@ def _write(model: nn.Module, example: torch.Tensor, tmp: str, meta: OnnxMeta, op
     except Exception as legacy_error:  # noqa: BLE001 — any failure: try the other exporter
         try:
             _dynamo_export(model, example, tmp, opset, dynamic)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 — reported with both exporters' errors
             raise ExportError(f"ONNX export failed ({type(legacy_error).__name__}: {legacy_error}; "
                               f"dynamo: {type(error).__name__}: {error})") from None
     proto = onnx.load(tmp)
