@@ -10,9 +10,12 @@ from __future__ import annotations
 import hashlib
 import urllib.error
 
+import numpy as np
 import pytest
 import torch
 import torch.hub
+
+from streamseg.checkpoint import ModelInfo
 
 from streamseg.models import (MODELS, PRESETS, PretrainedWeightsError, build_model, default_options,
                               list_models, resolve)
@@ -98,6 +101,31 @@ def test_backward_reaches_every_parameter(zoo) -> None:
     bad = [n for n, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()]
     assert not bad, f"non-finite gradient for {bad[:5]}"
     model.zero_grad(set_to_none=True)
+
+
+# The presets are exported and checked end to end in test_export.py; this covers
+# the architectures they leave out (ASPP-L sums, OS8 atrous rates, ResNet-encoder
+# UNet), on light backbones, through the same exporter users run.
+@pytest.mark.parametrize(("name", "options"), [
+    ("fcn32s", {}),
+    ("fcn16s", {}),
+    ("deeplabv2", {"backbone": "resnet18", "output_stride": 16}),
+    ("deeplabv3", {"backbone": "resnet18", "output_stride": 8}),
+    ("unet", {"encoder": "resnet18"}),
+], ids=lambda value: value if isinstance(value, str) else "-".join(map(str, value.values())) or "defaults")
+def test_architecture_exports_to_onnx(tmp_path, name: str, options: dict) -> None:
+    # Imported here so a broken exporter fails these five tests, not the whole zoo file.
+    from streamseg.backends.onnx_backend import OnnxMeta
+    from streamseg.export.onnx_export import check_onnx, export_onnx
+
+    torch.manual_seed(0)
+    model = build_model(name, NUM_CLASSES, **options).eval()
+    images = np.random.default_rng(0).standard_normal((2, 3, *TINY[0])).astype(np.float32)
+    info = ModelInfo.for_model(name, options=options, classes=tuple("abcde"), palette=((0, 0, 0),) * 5)
+    path = export_onnx(model, OnnxMeta(info=info, batch_range=(1, 2), input_size=TINY[0]),
+                       tmp_path / f"{name}.onnx", images)
+    check = check_onnx(path, model, images)
+    assert check.max_abs_diff < 1e-4 and check.agreement >= 0.999
 
 
 # --- names, presets and options ------------------------------------------------------------------
