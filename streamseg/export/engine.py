@@ -12,7 +12,6 @@ from pathlib import Path
 
 from ..backends.onnx_backend import INPUT_NAME, OUTPUT_NAME, OnnxMeta
 from ..backends.tensorrt_backend import (
-    EngineEnv,
     EngineSidecar,
     current_env,
     engine_file_name,
@@ -87,4 +86,4 @@ def build_engine(onnx_path: str | Path, meta: OnnxMeta, out_dir: str | Path, *, 
     return engine_path
 
 
-__all__ = ["EngineEnv", "build_engine"]
+__all__ = ["build_engine"]
