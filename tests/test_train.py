@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import cv2
 import pytest
 import torch
 from click.testing import CliRunner, Result
@@ -227,6 +228,19 @@ def test_unreachable_pretrained_weights_are_a_one_line_error(data: Path, tmp_pat
                                       "--pretrained-backbone"])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit)
     assert result.output.strip() == "Error: cannot load ImageNet weights for mobilenet_v3_large (offline)"
+
+
+def test_labels_outside_the_class_range_are_a_clear_error(tmp_path: Path) -> None:
+    data = make_camvid(tmp_path / "data")
+    label = sorted((data / "trainannot").glob("*.png"))[0]
+    mask = cv2.imread(str(label), cv2.IMREAD_GRAYSCALE)
+    mask[mask == 11] = 255  # void stored the way other data sets do
+    cv2.imwrite(str(label), mask)
+    result = CliRunner().invoke(cli, ["--data", str(data), "--out", str(tmp_path / "o"), *TINY])
+    assert result.exit_code == 1 and "label values [255] are neither classes 0..10 nor void 11" in result.output
+    colour = CliRunner().invoke(cli, ["--data", str(make_camvid_color(tmp_path / "c")), "--out", str(tmp_path / "p"),
+                                      *TINY, "--label-format", "index"])
+    assert colour.exit_code == 1 and "check --label-format" in colour.output
 
 
 def test_existing_run_is_not_overwritten(data: Path, tmp_path: Path) -> None:

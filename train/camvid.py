@@ -98,6 +98,17 @@ class CamVid(Dataset):
         self.ignore_index = 255 if classes == "camvid32" else VOID_INDEX
         self.colors = label_colors(self.root, classes) if self.format == "color" else None
         self.grouped = classes != "camvid32"
+        self._check_labels()
+
+    def _check_labels(self) -> None:
+        """Catch a wrong layout early (void stored as 255, colour labels read as indices) with a
+        message, instead of an out-of-bounds error deep inside the loss."""
+        path = self.pairs[0][1]
+        values = np.unique(self.read_mask(path))
+        bad = np.setdiff1d(values, [*range(len(self.classes)), self.ignore_index])
+        if bad.size:
+            raise DataError(f"{path}: label values {bad[:5].tolist()} are neither classes 0..{len(self.classes) - 1} "
+                            f"nor void {self.ignore_index}; check --label-format")
 
     def __len__(self) -> int:
         return len(self.pairs)
