@@ -14,7 +14,6 @@ from pathlib import Path
 
 import av
 import pytest
-
 from corpus import media, models, places
 from corpus.cli import Result, sha256, streamseg
 

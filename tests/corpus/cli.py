@@ -86,9 +86,8 @@ class Running:
         else:
             with open(self.out, "wb") as out, open(self.err, "wb") as err:
                 env = {**os.environ, "OMP_NUM_THREADS": str(SINGLE_THREAD)}
-                self.process = subprocess.Popen([sys.executable, "-c", ENTRY, *args], cwd=cwd, stdout=out,
-                                                stderr=err, stdin=subprocess.DEVNULL, env=env,
-                                                preexec_fn=_limit(file_size_limit))
+                self.process = subprocess.Popen([sys.executable, "-c", _limit(file_size_limit) + ENTRY, *args],
+                                                cwd=cwd, stdout=out, stderr=err, stdin=subprocess.DEVNULL, env=env)
             self.pid = self.process.pid
 
     def stderr_so_far(self) -> str:
@@ -128,15 +127,11 @@ def _read(path: Path) -> str:
     return path.read_text(errors="replace") if path.exists() else ""
 
 
-def _limit(file_size_limit: int | None):
+def _limit(file_size_limit: int | None) -> str:
+    """Python that sets the file-size limit first thing (a `preexec_fn` is unsafe in a threaded pytest)."""
     if file_size_limit is None:
-        return None
-
-    def apply() -> None:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
-    return apply
+        return ""
+    return f"import resource; resource.setrlimit(resource.RLIMIT_FSIZE, ({file_size_limit}, {file_size_limit})); "
 
 
 def streamseg(*args: str, cwd: Path, timeout: float = 180, file_size_limit: int | None = None) -> Result:

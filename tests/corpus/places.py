@@ -65,14 +65,14 @@ def _mount_tmpfs(target: Path, options: str) -> str | None:
     """Mount a tmpfs; returns why not when this process may not mount."""
     try:
         done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
-                              capture_output=True, text=True, timeout=20)
+                              capture_output=True, text=True, timeout=20, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
         return str(error)
     return None if done.returncode == 0 else (done.stderr.strip() or f"mount exited {done.returncode}")
 
 
 def _unmount(target: Path) -> None:
-    subprocess.run(["umount", "-l", str(target)], capture_output=True, timeout=20)
+    subprocess.run(["umount", "-l", str(target)], capture_output=True, timeout=20, check=False)
 
 
 @contextmanager
