@@ -33,7 +33,7 @@ HELP = {
     "amp": "Mixed precision on CUDA.", "channels_last": "channels_last memory format.",
     "init": "Start from this streamseg checkpoint (mismatched head layers are re-initialised).",
     "pretrained_backbone": "ImageNet backbone weights from torchvision (needs internet or a cache).",
-    "freeze": "Freeze this part at the start.", "unfreeze_after": "Unfreeze after N epochs (0 = never).",
+    "freeze": "Freeze this part's weights at the start (its BatchNorm statistics still adapt).", "unfreeze_after": "Unfreeze after N epochs (0 = never).",
     "resume": "Continue a run (its directory, DIR/last or DIR/last.resume.pt) with its saved settings; "
               "flags given explicitly override them.",
     "threads": "torch CPU threads (0 = default).",
