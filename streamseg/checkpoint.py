@@ -121,7 +121,7 @@ def read_info(path: str | Path) -> ModelInfo:
 def load_state(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}
+            return {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 — safe_open is not iterable
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"cannot read checkpoint {path}: {error}") from None
 

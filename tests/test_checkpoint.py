@@ -13,8 +13,15 @@ import torch.hub
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from streamseg.checkpoint import (CheckpointError, ModelInfo, atomic_write, load_checkpoint, read_info,
-                                  save_checkpoint, shipped_weights)
+from streamseg.checkpoint import (
+    CheckpointError,
+    ModelInfo,
+    atomic_write,
+    load_checkpoint,
+    read_info,
+    save_checkpoint,
+    shipped_weights,
+)
 from streamseg.models import build_model
 
 TINY = {"base_channels": 4, "depth": 2}
@@ -72,7 +79,7 @@ def test_half_storage_round_trip(tmp_path: Path, tiny) -> None:
     full = save_checkpoint(tmp_path / "full.safetensors", model, info)
     half = save_checkpoint(tmp_path / "half.safetensors", model, info, half=True)
     with safe_open(str(half), framework="pt") as f:
-        dtypes = {f.get_tensor(k).dtype for k in f.keys()}
+        dtypes = {f.get_tensor(k).dtype for k in f.keys()}  # noqa: SIM118 — not a dict
     assert dtypes == {torch.float16, torch.int64}  # num_batches_tracked stays an integer
     assert half.stat().st_size < 0.6 * full.stat().st_size
     loaded, _ = load_checkpoint(half)

@@ -6,9 +6,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamseg.classes import (CAMVID_CLASSES, CAMVID_PALETTE, GROUPS_32_TO_11, VOID_INDEX, ColorClass,
-                               LabelColorsError, color_to_index, colorize, load_label_colors, palette_array,
-                               parse_label_colors)
+from streamseg.classes import (
+    CAMVID_CLASSES,
+    CAMVID_PALETTE,
+    GROUPS_32_TO_11,
+    VOID_INDEX,
+    ColorClass,
+    LabelColorsError,
+    color_to_index,
+    colorize,
+    load_label_colors,
+    palette_array,
+    parse_label_colors,
+)
 
 # A byte-for-byte copy of CamVid's label_colors.txt: tabs, double tabs and runs of spaces mixed.
 LABEL_COLORS = Path(__file__).parent / "data" / "label_colors.txt"

@@ -16,9 +16,7 @@ import torch
 import torch.hub
 
 from streamseg.checkpoint import ModelInfo
-
-from streamseg.models import (MODELS, PRESETS, PretrainedWeightsError, build_model, default_options,
-                              list_models, resolve)
+from streamseg.models import MODELS, PRESETS, PretrainedWeightsError, build_model, default_options, list_models, resolve
 
 NUM_CLASSES = 5          # not the default 11, so every check also proves num_classes is respected
 ODD = ((97, 131), (64, 80))
@@ -83,7 +81,7 @@ def test_logits_at_input_size(zoo, training: bool) -> None:
     inputs = [torch.randn(1, 3, *size) for size in sizes[:-1]] + [batch3[:1], batch3]
     with torch.no_grad():
         outputs = [model(x) for x in inputs]
-    for x, y in zip(inputs, outputs):
+    for x, y in zip(inputs, outputs, strict=True):
         assert y.shape == (x.shape[0], NUM_CLASSES, *x.shape[2:])
         assert y.dtype == torch.float32
         assert torch.isfinite(y).all()

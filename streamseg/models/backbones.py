@@ -81,7 +81,7 @@ def _load_pretrained(spec: BackboneSpec, name: str) -> nn.Module:
     weights = getattr(tvm, spec.weights).IMAGENET1K_V1
     try:
         return spec.build(weights=weights)
-    except Exception as error:  # urllib/SSL/OS errors vary by platform
+    except Exception as error:  # noqa: BLE001 — urllib/SSL/OS/hash errors vary by platform
         reason = " ".join(str(error).split())  # one line, whatever the platform's message looks like
         cache = Path(torch.hub.get_dir()) / "checkpoints"
         raise PretrainedWeightsError(

@@ -8,6 +8,8 @@ any input size works and the output matches the input.
 """
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,7 +34,7 @@ class UNetEncoder(nn.Module):
         super().__init__()
         widths = [base_channels * 2 ** i for i in range(depth + 1)]
         self.levels = nn.ModuleList(
-            [DoubleConv(3, widths[0])] + [DoubleConv(a, b) for a, b in zip(widths, widths[1:])])
+            [DoubleConv(3, widths[0])] + [DoubleConv(a, b) for a, b in itertools.pairwise(widths)])
         self.dropout = nn.Dropout2d(dropout)
         self.channels = widths
 
