@@ -36,13 +36,18 @@ def gui_backend() -> str:
     return "NONE"
 
 
-def open_window(name: str = WINDOW) -> None:
+def check_display() -> None:
+    """Fail early, with a clear message, where no window can be opened."""
     if gui_backend() == "NONE":
         raise DisplayError("this OpenCV build has no GUI (opencv-python-headless?); install opencv-python, "
                            "or use --no-show with --output")
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         # Checked here because Qt aborts the whole process when it cannot reach a display.
         raise DisplayError("no display (DISPLAY is not set); use --no-show with --output to record instead")
+
+
+def open_window(name: str = WINDOW) -> None:
+    check_display()
     try:
         cv2.namedWindow(name, cv2.WINDOW_NORMAL)
     except cv2.error as error:
