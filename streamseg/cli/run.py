@@ -26,7 +26,7 @@ from ..pipeline import PipelineConfig, run
 from ..preprocess import ASPECTS, PreprocessConfig
 from ..source import SourceError, VideoSource, expand_sources, open_source
 from ..stats import RunStats, format_summary
-from ..webcam import DisplayError, run_webcam
+from ..webcam import DisplayError, check_display, run_webcam
 
 EXPECTED = (SourceError, EncodeError, BackendError, CheckpointError, DisplayError, ValueError, OSError, av.FFmpegError)
 
@@ -257,6 +257,8 @@ def webcam_command(ctx: click.Context, camera: int, model: str, backend: str, de
         if not show and output is None:
             raise click.UsageError("nothing to do: pass --show and/or --output")
         pipeline, encode = build_configs(view)
+        if show:
+            check_display()
         if output is not None:
             check_codec(encode.codec)
             check_writable(output, overwrite)
@@ -269,7 +271,7 @@ def webcam_command(ctx: click.Context, camera: int, model: str, backend: str, de
                                    max_frames=max_frames)
         finally:
             source.close()
-        report(stats, output or Path("(window)"), False)
+        report(stats, output or Path("(window)"), bool(received))
     except EXPECTED as error:
         raise click.ClickException(one_line(error)) from None
     ctx.exit(exit_code(received))
