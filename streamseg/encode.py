@@ -7,6 +7,7 @@ the frames in flight are flushed. `abort()` deletes the temporary file.
 """
 from __future__ import annotations
 
+import io
 import logging
 import os
 from dataclasses import dataclass
@@ -60,6 +61,19 @@ def check_writable(path: Path, overwrite: bool) -> None:
         raise EncodeError(f"output folder {path.parent} does not exist")
     if not os.access(path.parent, os.W_OK):
         raise EncodeError(f"output folder {path.parent} is not writable")
+    check_container(path)
+
+
+def check_container(path: Path) -> None:
+    """FFmpeg picks the container from the file name: an unknown suffix fails here, before any work."""
+    probe = io.BytesIO()
+    probe.name = f"probe{path.suffix}"  # an in-memory stand-in, so nothing is created on disk
+    try:
+        av.open(probe, "w").close()
+    except ValueError:
+        suffix = path.suffix or "a name without a suffix"
+        raise EncodeError(f"cannot write {path}: FFmpeg has no container for {suffix}; use .mp4, .mkv or .mov") \
+            from None
 
 
 def even(image: np.ndarray) -> np.ndarray:

@@ -158,6 +158,12 @@ def test_output_under_a_file(model, tmp_path):
     refused_cleanly(tmp_path, clip, model, "-o", out, words=("notes.txt", "not a folder"))
 
 
+@pytest.mark.parametrize("name", ["out.xyz", "out"], ids=["unknown suffix", "no suffix"])
+def test_output_without_a_container_format(name, model, tmp_path):
+    clip = media.clip(tmp_path)
+    refused_cleanly(tmp_path, clip, model, "-o", tmp_path / name, words=(name, "no container"))
+
+
 def test_output_in_read_only_folder(model, tmp_path):
     clip = media.clip(tmp_path)
     with places.read_only_folder(tmp_path) as folder:
