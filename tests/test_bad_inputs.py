@@ -164,6 +164,12 @@ def test_output_without_a_container_format(name, model, tmp_path):
     refused_cleanly(tmp_path, clip, model, "-o", tmp_path / name, words=(name, "no container"))
 
 
+def test_stats_json_in_missing_folder_fails_before_any_work(model, tmp_path):
+    clip = media.clip(tmp_path)
+    refused_cleanly(tmp_path, clip, model, "-o", tmp_path / "out.mp4", "--stats-json", tmp_path / "nodir" / "s.json",
+                    words=("--stats-json", "nodir", "does not exist"))
+
+
 def test_output_in_read_only_folder(model, tmp_path):
     clip = media.clip(tmp_path)
     with places.read_only_folder(tmp_path) as folder:
@@ -255,8 +261,8 @@ def test_truncated_file_with_index_first_keeps_the_readable_frames(model, tmp_pa
     assert f"decoded {readable} of the 30 frames" in result.stderr and "truncated" in result.stderr
 
 
-@pytest.mark.parametrize("option", [("--alpha", "3"), ("--batch", "0"), ("--view", "hologram")],
-                         ids=["alpha", "batch", "view"])
+@pytest.mark.parametrize("option", [("--alpha", "3"), ("--batch", "0"), ("--view", "hologram"), ("--preset", "warp9")],
+                         ids=["alpha", "batch", "view", "preset"])
 def test_bad_option_is_a_usage_error(option, model, tmp_path):
     clip = media.clip(tmp_path)
     before = places.listing(tmp_path)

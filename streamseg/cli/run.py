@@ -28,6 +28,9 @@ from ..source import SourceError, VideoSource, expand_sources, open_source
 from ..stats import RunStats, format_summary
 from ..webcam import DisplayError, check_display, run_webcam
 
+# x264's and x265's presets: a typo would otherwise surface as "Invalid argument" after the model loaded.
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
 EXPECTED = (SourceError, EncodeError, BackendError, CheckpointError, DisplayError, ValueError, OSError, av.FFmpegError)
 
 
@@ -66,7 +69,8 @@ def view_options(command: Callable) -> Callable:
                      help="pad: keep the frame's aspect ratio (letterbox); stretch: fill the model input."),
         click.option("--codec", default="libx264", show_default=True, help="FFmpeg video encoder."),
         click.option("--crf", type=click.IntRange(0, 51), default=23, show_default=True),
-        click.option("--preset", default="veryfast", show_default=True, help="x264/x265 speed preset."),
+        click.option("--preset", type=click.Choice(X264_PRESETS), default="veryfast", show_default=True,
+                     help="x264/x265 speed preset."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -218,6 +222,8 @@ def run_command(ctx: click.Context, source: str, model: str, backend: str, devic
             check_codec(encode.codec)
             for path in outputs:
                 check_writable(path, overwrite)
+            if stats_json is not None and not stats_json.parent.is_dir():  # found out now, not after the video
+                raise EncodeError(f"--stats-json folder {stats_json.parent} does not exist")
             first = open_source(sources[0])  # a bad input fails before the model is loaded
             chosen = open_backend(ModelConfig(model, backend, device), batch)
             summaries: dict[str, dict] = {}
