@@ -88,7 +88,7 @@ class AudioCopier:
     """Copies the source's first audio stream packet by packet (no re-encoding)."""
 
     def __init__(self, source: str, output: av.container.OutputContainer) -> None:
-        self.input = av.open(source)
+        self.input = av.open(source, metadata_errors="replace")  # as the video source opens it
         self.in_stream = self.input.streams.audio[0]
         self.out_stream = output.add_stream_from_template(self.in_stream)
         self.output = output

@@ -60,7 +60,9 @@ class FileSource:
         self.report = DecodeReport()
         started = time.monotonic()
         try:
-            self.container = av.open(location, options=options or {}, timeout=OPEN_TIMEOUT_S)
+            # Tags are not worth failing over: damaged or non-UTF-8 metadata is decoded with replacements.
+            self.container = av.open(location, options=options or {}, timeout=OPEN_TIMEOUT_S,
+                                     metadata_errors="replace")
         except (ConnectionError, TimeoutError) as error:  # PyAV's network errors subclass these builtins
             raise SourceError(f"cannot connect to {location}: {_reason(error)}") from None
         except av.ExitError:  # our timeout's interrupt callback fired: the server accepted but never answered

@@ -206,7 +206,7 @@ def test_full_disk_tmpfs(model, tmp_path):
 # --- valid but odd inputs: processed, not rejected -----------------------------------------
 
 def probe(path: Path) -> dict:
-    with av.open(str(path)) as container:
+    with av.open(str(path), metadata_errors="replace") as container:
         frames = list(container.decode(video=0))
     return {"frames": len(frames), "size": (frames[0].width, frames[0].height),
             "rotation": frames[0].rotation, "pts_s": [float(f.pts * f.time_base) for f in frames]}
@@ -219,7 +219,7 @@ def even(size: tuple[int, int]) -> tuple[int, int]:
 ODD_MEDIA: dict[str, Callable[[Path], Path]] = {
     "1x1": media.one_by_one, "479x359": media.odd_size, "portrait 2160x3840": media.tall_portrait,
     "10-bit": media.ten_bit, "yuv444p": media.yuv444, "gray": media.gray, "variable frame rate": media.variable_rate,
-    "rotated 90": media.rotated, "still png": media.still_png, "still jpeg": media.still_jpeg,
+    "rotated 90": media.rotated, "non-UTF-8 title": media.bad_metadata, "still png": media.still_png, "still jpeg": media.still_jpeg,
 }
 
 

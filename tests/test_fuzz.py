@@ -6,7 +6,8 @@ and anywhere in between. Every example runs in its own process with a time
 limit, so the only acceptable outcomes are a clean, documented error or
 valid output; a hang (killed at the limit), a crash (a signal) or any other
 exception fails. Examples are derandomised so CI is reproducible; set
-`STREAMSEG_FUZZ_EXAMPLES` to explore more.
+`STREAMSEG_FUZZ_EXAMPLES=300` to explore more and `STREAMSEG_FUZZ_RANDOM=1`
+for fresh examples on every run.
 """
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 EXAMPLES = int(os.environ.get("STREAMSEG_FUZZ_EXAMPLES", "30"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=not os.environ.get("STREAMSEG_FUZZ_RANDOM"),
+                database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 
 # Where to hit: the first bytes (ftyp, mdat header), the last (moov index), or anywhere.

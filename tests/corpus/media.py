@@ -57,7 +57,7 @@ def clip(folder: Path, name: str = "clip.mp4", frames: int = 8, size: tuple[int,
 def frames_in(path: Path) -> int:
     """Frames PyAV decodes from `path`, skipping packets the decoder rejects (as the runner does)."""
     count = 0
-    with av.open(str(path)) as container:
+    with av.open(str(path), metadata_errors="replace") as container:
         stream = container.streams.video[0]
         for packet in container.demux(stream):
             try:
@@ -113,6 +113,21 @@ def unknown_codec(folder: Path) -> Path:
 
 
 # --- valid but odd inputs: processed, not rejected --------------------------------------------
+
+def bad_metadata(folder: Path) -> Path:
+    """A fine video whose title tag is not UTF-8 (old cameras write Latin-1 or garbage)."""
+    path = folder / "latin1_title.mp4"
+    with av.open(str(path), "w") as out:
+        out.metadata["title"] = "TITLE_PLACEHOLDER"
+        stream = out.add_stream("libx264", rate=15, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for index in range(4):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(pattern(index, 48, 64), format="rgb24")))
+        out.mux(stream.encode(None))
+    data = path.read_bytes()
+    path.write_bytes(data.replace(b"TITLE_PLACEHOLDER", "Straße am Fluß\xff\xfe".encode("latin-1")[:17].ljust(17)))
+    return path
+
 
 def truncated_indexed(folder: Path) -> Path:
     """Cut mid-stream with the index first (`faststart`): the frames before the cut are readable."""
