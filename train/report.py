@@ -24,7 +24,8 @@ from streamseg.classes import colorize
 from streamseg.cli.models import describe
 
 from .camvid import CamVid, read_rgb
-from .engine import evaluate
+from .evaluate import EvalConfig
+from .evaluate import evaluate_checkpoint as evaluate_split
 from .transforms import eval_transform
 
 PRESET_NAMES = ("fcn", "unet", "deeplab")
@@ -56,11 +57,8 @@ def ship(name: str, run: Path) -> Path:
 
 
 def evaluate_checkpoint(path: Path, data: str) -> dict:
-    model, info = load_checkpoint(path)
-    val = CamVid(data, "val", eval_transform(info.mean, info.std))
-    loader = torch.utils.data.DataLoader(val, batch_size=1, num_workers=1)
-    _, confusion = evaluate(model, loader, None, torch.device("cpu"), info.num_classes, val.ignore_index)
-    return confusion.compute(info.classes)
+    """The same numbers `streamseg eval --model PATH --split val --device cpu` prints."""
+    return evaluate_split(EvalConfig(str(path), data, "val", device="cpu", workers=1))
 
 
 def onnx_fps(path: Path, frames: int = 30) -> float:
