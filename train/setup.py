@@ -53,9 +53,10 @@ def seed_transform(dataset: CamVid, seed: int) -> None:
 
 
 def seed_epoch(loader: DataLoader, dataset: CamVid, seed: int, epoch: int, rank: int) -> None:
-    """Shuffle order, worker seeds and augmentations depend on (seed, epoch, rank) only,
-    so a resumed run sees exactly the batches the uninterrupted run would have seen."""
+    """Shuffle order, worker seeds, augmentations and dropout depend on (seed, epoch, rank)
+    only, so a resumed run (every rank of it) sees exactly what the uninterrupted run saw."""
     epoch_seed = seed * 100_003 + epoch + rank * 1_000_003
+    seed_everything(epoch_seed % 2**32)  # dropout & co.; the resume file's RNG state is saved for rank 0 only
     loader.generator.manual_seed(epoch_seed)
     if hasattr(loader.sampler, "set_epoch"):
         loader.sampler.set_epoch(epoch)
