@@ -33,9 +33,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return media.clip(folder, "long.mp4", frames=CLIP_FRAMES), models.tiny_checkpoint(folder)
 
 
-def start(clip: Path, model: Path, folder: Path) -> Running:
+def start(clip: Path, model: Path, folder: Path, *extra: str) -> Running:
     return Running(["run", str(clip), "--model", str(model), "--backend", "torch", "--device", "cpu",
-                    "-o", str(folder / "out.mp4"), "--stats-json", str(folder / "stats.json")], folder)
+                    "-o", str(folder / "out.mp4"), "--stats-json", str(folder / "stats.json"), *extra], folder)
 
 
 def wait_for(running: Running, text: str, timeout: float = 120) -> None:
@@ -54,7 +54,7 @@ def timestamps(path: Path) -> list[float]:
 @pytest.mark.parametrize(("name", "delay"), CASES, ids=[f"{n}-after-{d}s" for n, d in CASES])
 def test_signal_leaves_a_playable_prefix(name, delay, setup, tmp_path):
     clip, model = setup
-    running = start(clip, model, tmp_path)
+    running = start(clip, model, tmp_path, "--save-masks", str(tmp_path / "masks"))
     wait_for(running, "backend:")  # the model is loaded; frames start flowing now
     time.sleep(delay)
     os.kill(running.pid, SIGNALS[name])
@@ -70,7 +70,28 @@ def test_signal_leaves_a_playable_prefix(name, delay, setup, tmp_path):
     written = timestamps(tmp_path / "out.mp4")
     assert len(written) == frames
     assert written == pytest.approx(timestamps(clip)[:frames], abs=1e-3)  # the first N frames, in order
-    assert places.listing(tmp_path) == {"out.mp4", "stats.json"}
+    masks = {f"masks/{index:06d}.png" for index in range(frames)}  # in-flight frames drained, none extra
+    assert places.listing(tmp_path) == {"out.mp4", "stats.json", "masks"} | masks
+
+
+def test_sigterm_keeps_audio_up_to_the_last_frame(setup, tmp_path):
+    """The audio track is copied only as far as the video got, so sound and picture end together."""
+    _, model = setup
+    clip = media.clip_with_audio(tmp_path, CLIP_FRAMES)
+    running = start(clip, model, tmp_path)
+    wait_for(running, "backend:")
+    time.sleep(0.8)
+    os.kill(running.pid, signal.SIGTERM)
+    result = running.wait(timeout=120)
+    assert result.code == 143, result.output
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        video = [float(f.pts * f.time_base) for f in container.decode(video=0)]
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        audio = [float(p.pts * p.time_base) for p in container.demux(audio=0) if p.pts is not None]
+    frames = json.loads((tmp_path / "stats.json").read_text())["frames"]
+    assert 0 < len(video) == frames < CLIP_FRAMES
+    assert audio and audio[0] == pytest.approx(0, abs=0.2)
+    assert video[-1] - 0.2 <= audio[-1] <= video[-1] + 1024 / 8000  # ends with the picture, within a packet
 
 
 @pytest.mark.parametrize("name", SIGNALS)

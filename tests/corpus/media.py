@@ -90,16 +90,40 @@ def truncated_tail(folder: Path) -> Path:
     return path
 
 
+def _tone(start: int, rate: int = 8000) -> av.AudioFrame:
+    """1024 samples of a 440 Hz tone starting at sample `start`, mono float."""
+    tone = np.sin(2 * np.pi * 440 * (start + np.arange(1024)) / rate).astype(np.float32)
+    chunk = av.AudioFrame.from_ndarray(tone[None, :], format="fltp", layout="mono")
+    chunk.sample_rate, chunk.pts = rate, start
+    return chunk
+
+
 def audio_only(folder: Path) -> Path:
     path = folder / "audio_only.mp4"
     with av.open(str(path), "w") as out:
         stream = out.add_stream("aac", rate=8000, layout="mono")
         for start in range(0, 8000, 1024):
-            tone = np.sin(2 * np.pi * 440 * (start + np.arange(1024)) / 8000).astype(np.float32)
-            chunk = av.AudioFrame.from_ndarray(tone[None, :], format="fltp", layout="mono")
-            chunk.sample_rate, chunk.pts = 8000, start
-            out.mux(stream.encode(chunk))
+            out.mux(stream.encode(_tone(start)))
         out.mux(stream.encode(None))
+    return path
+
+
+def clip_with_audio(folder: Path, frames: int, name: str = "with_audio.mp4") -> Path:
+    """64x48 H.264 at 15 fps with an AAC tone as long as the video."""
+    path = folder / name
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=15, options={"preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = 64, 48, "yuv420p"
+        sound, samples = out.add_stream("aac", rate=8000, layout="mono"), 0
+        for index in range(frames):
+            frame = av.VideoFrame.from_ndarray(pattern(index, 48, 64), format="rgb24")
+            frame.pts = index
+            out.mux(video.encode(frame))
+            while samples < (index + 1) * 8000 // 15:
+                out.mux(sound.encode(_tone(samples)))
+                samples += 1024
+        out.mux(video.encode(None))
+        out.mux(sound.encode(None))
     return path
 
 
