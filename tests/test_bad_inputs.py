@@ -87,6 +87,11 @@ def test_refused_connection_fails_fast(scheme, model, tmp_path):
     assert "cannot connect" in line.lower() and "refused" in line.lower()
 
 
+def test_camera_that_does_not_open(model, tmp_path):
+    refused_cleanly(tmp_path, "97", model, "-o", tmp_path / "out.mp4", words=("camera 97", "could not be opened"),
+                    timeout=90)
+
+
 def test_silent_server_times_out(model, tmp_path):
     """A server that accepts and never answers (a stalled camera): a bounded wait, then a clean error."""
     with places.silent_server() as port:
