@@ -4,4 +4,5 @@
 - `models`: a tiny checkpoint and broken or hostile model files.
 - `places`: missing paths, refused URLs, read-only and full file systems.
 - `cli`: run the real `streamseg` command in its own process.
+- `isolate`: run a function in its own process with a time limit (hangs and crashes fail).
 """
