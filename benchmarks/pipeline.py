@@ -13,6 +13,13 @@ random-init `deeplab` preset checkpoint is used (speed does not depend on
 the weights). On a shared machine the numbers move with the load: compare
 the ratios, which are measured minutes apart, not the absolute fps.
 
+Thread pools that spin while waiting (libgomp under torch, ONNX Runtime's
+intra-op pool) burn the cores the other stages need: on the shared 2-core
+box, `OMP_WAIT_POLICY=PASSIVE` made the torch path 4-6x faster for a small
+model and turned the pipeline from 0.6x into 2.3x the naive loop; turning
+off ONNX Runtime's `session.intra_op.allow_spinning` gave +30-75%. The
+header line prints the setting each run used.
+
     python benchmarks/pipeline.py [--model deeplab] [--backend auto] [--batch 1]
 """
 from __future__ import annotations
@@ -174,7 +181,7 @@ def main() -> None:
     model = checkpoint_for(args.model, folder)
     backend, reason = load_backend(model, args.backend, "auto", batch=args.batch, engines_dir=folder / "engines")
     print(f"model {args.model} ({model}), backend {backend.describe()}: {reason}; {os.cpu_count()} CPUs; "
-          f"load average {os.getloadavg()[0]:.1f}")
+          f"load average {os.getloadavg()[0]:.1f}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
 
     stages = in_thread(stage_rates, args.clip, backend, args.batch, folder)
     naive = in_thread(naive_loop, args.clip, backend, folder / "naive.mp4")
