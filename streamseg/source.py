@@ -111,12 +111,23 @@ class Capture(Protocol):
     def release(self) -> None: ...
 
 
+def _quietly(open_capture: Callable[[], Capture]) -> Capture:
+    """Open a capture with OpenCV's log silenced: a missing camera makes every videoio backend
+    print WARN/ERROR lines, and the one-line error that follows already says what matters."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        return open_capture()
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
 class CameraSource:
     """A live camera through `cv2.VideoCapture` (or any `Capture`-like object)."""
 
     def __init__(self, index: int, capture_factory: Callable[[int], Capture] | None = None) -> None:
         self.report = DecodeReport()
-        self.capture = (capture_factory or cv2.VideoCapture)(index)
+        self.capture = _quietly(lambda: (capture_factory or cv2.VideoCapture)(index))
         if not self.capture.isOpened():
             self.capture.release()
             raise SourceError(f"camera {index} could not be opened (is it connected and not in use?)")

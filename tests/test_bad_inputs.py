@@ -37,6 +37,9 @@ def assert_refused(result: Result, *words: str, code: int = ERROR) -> str:
     assert "Traceback" not in result.output
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1, result.stderr
+    # Besides the error only our own notes: no FFmpeg/x264 log noise, no partial summaries.
+    noise = [line for line in result.stderr.splitlines() if line and not line.startswith(("Error:", "backend:"))]
+    assert not noise, result.stderr
     for word in words:
         assert word.lower() in errors[0].lower(), errors[0]
     return errors[0]
