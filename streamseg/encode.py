@@ -126,6 +126,7 @@ class VideoWriter:
         self.stream: av.video.stream.VideoStream | None = None
         self.audio: AudioCopier | None = None
         self.frames, self.rotation, self.last_pts, self.end_seconds = 0, 0, None, 0.0
+        self.resized = False  # warned that the source changed frame size mid-stream
 
     def _open(self, height: int, width: int, frame: Frame) -> None:
         try:
@@ -156,6 +157,11 @@ class VideoWriter:
                 log.warning("odd frame size %dx%d: padded to %dx%d for %s", stored.shape[1], stored.shape[0],
                             picture.shape[1], picture.shape[0], self.config.pix_fmt)
             self._open(*picture.shape[:2], frame)
+        elif picture.shape[:2] != (self.stream.height, self.stream.width) and not self.resized:
+            # One track has one size: the encoder scales the rest (PyAV's reformatter) rather than fail.
+            log.warning("frame %d is %dx%d, the video %dx%d: frames of another size are scaled to fit", frame.index,
+                        picture.shape[1], picture.shape[0], self.stream.width, self.stream.height)
+            self.resized = True
         out = av.VideoFrame.from_ndarray(picture, format="rgb24")
         out.pts, out.time_base = self._timestamp(frame)
         try:

@@ -238,6 +238,7 @@ def test_odd_but_valid_media_is_processed(case, model, tmp_path):
     result = segment(tmp_path, source, model, "-o", out)
     assert result.code == 0, result.output
     assert "Traceback" not in result.output
+    assert not [line for line in result.stderr.splitlines() if line.startswith("[")], result.stderr  # library logs
     before, after = probe(source), probe(out)
     assert after["frames"] == before["frames"]
     assert after["size"] == even(before["size"])
@@ -256,6 +257,7 @@ def test_frame_size_change_midway_is_processed(model, tmp_path):
     after = probe(tmp_path / "out.mp4")
     assert after["frames"] == media.frames_in(source) == 8
     assert after["size"] == (64, 48)
+    assert "warning: frame 4 is 96x80, the video 64x48" in result.stderr
 
 
 def test_truncated_file_with_index_first_keeps_the_readable_frames(model, tmp_path):
