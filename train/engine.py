@@ -56,7 +56,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: Loss, optim
         count += image.shape[0]
         images += image.shape[0]
         elapsed = time.perf_counter() - start
-        bar.set_postfix(loss=f"{total / count:.4f}", img_s=f"{images / elapsed:.1f}")
+        bar.set_postfix(loss=f"{total / count:.4f}", img_s=f"{images / elapsed:.1f}", refresh=False)
         tick = time.perf_counter()
     elapsed = time.perf_counter() - start
     return {"train_loss": _mean_across_ranks(total, count, device), "images_per_s": images / max(elapsed, 1e-9),
