@@ -97,8 +97,8 @@ def test_camera_that_does_not_open(model, tmp_path):
 
 def test_silent_server_times_out(model, tmp_path):
     """A server that accepts and never answers (a stalled camera): a bounded wait, then a clean error."""
-    with places.silent_server() as port:
-        url = f"http://127.0.0.1:{port}/live/stream.mp4"
+    with places.silent_server() as server:
+        url = f"http://127.0.0.1:{server.port}/live/stream.mp4"
         refused_cleanly(tmp_path, url, model, "-o", tmp_path / "out.mp4", words=(url, "no answer"), timeout=90)
 
 

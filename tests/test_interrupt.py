@@ -99,10 +99,11 @@ def test_signal_before_the_first_frame_writes_nothing(name, setup, tmp_path):
     """Interrupted while still connecting (a server that never answers): nothing to keep, so no file,
     a one-line note instead of an error, and still 128 + signal, once the open times out at the latest."""
     _, model = setup
-    with places.silent_server() as port:
-        running = Running(["run", f"http://127.0.0.1:{port}/live.mp4", "--model", str(model), "--backend", "torch",
-                           "-o", str(tmp_path / "out.mp4")], tmp_path)
-        time.sleep(1.0)
+    with places.silent_server() as server:
+        running = Running(["run", f"http://127.0.0.1:{server.port}/live.mp4", "--model", str(model), "--backend",
+                           "torch", "-o", str(tmp_path / "out.mp4")], tmp_path)
+        server.wait_for_client(timeout=120)  # the CLI is past start-up, its handlers in place, connecting
+        time.sleep(0.2)
         os.kill(running.pid, SIGNALS[name])
         result = running.wait(timeout=90)
     assert result.code == 128 + SIGNALS[name], result.output

@@ -39,14 +39,32 @@ def refused_url(scheme: str) -> str:
     return f"{scheme}://127.0.0.1:{closed_port()}/live/stream.mp4"
 
 
-@contextmanager
-def silent_server() -> Iterator[int]:
+class SilentServer:
     """A loopback port that accepts connections and never sends a byte (a stalled camera or server)."""
-    server = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)  # the kernel completes handshakes from the backlog; nobody ever answers
+
+    def __init__(self) -> None:
+        self.socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.socket.bind(("127.0.0.1", 0))
+        self.socket.listen(8)  # the kernel completes handshakes from the backlog; nobody ever answers
+        self.port = self.socket.getsockname()[1]
+        self.clients: list[socket.socket] = []
+
+    def wait_for_client(self, timeout: float) -> None:
+        """Block until someone connects (then hold the connection open, silently)."""
+        self.socket.settimeout(timeout)
+        self.clients.append(self.socket.accept()[0])
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+        self.socket.close()
+
+
+@contextmanager
+def silent_server() -> Iterator[SilentServer]:
+    server = SilentServer()
     try:
-        yield server.getsockname()[1]
+        yield server
     finally:
         server.close()
 
