@@ -204,6 +204,15 @@ def test_full_disk_by_file_size_limit(model, tmp_path):
                     file_size_limit=8 * 1024)
 
 
+def test_failed_overwrite_keeps_the_old_output(model, tmp_path):
+    """--overwrite replaces the old file only once the new one is complete: a write failure keeps it."""
+    clip, old = media.clip(tmp_path, frames=60, size=(96, 128)), tmp_path / "out.mp4"
+    old.write_bytes(b"last week's result")
+    refused_cleanly(tmp_path, clip, model, "-o", old, "--overwrite", words=("out.mp4", "cannot write"),
+                    file_size_limit=8 * 1024)
+    assert old.read_bytes() == b"last week's result"
+
+
 def test_full_disk_tmpfs(model, tmp_path):
     clip = media.clip(tmp_path, frames=60, size=(96, 128))
     with places.tiny_disk(tmp_path, "16k") as disk:
