@@ -1,8 +1,17 @@
 """Shared fixtures: tiny clips and data made at test time, and the `gpu` marker."""
 from __future__ import annotations
 
-import pytest
-import torch
+import os
+
+# One intra-op thread for the suite and the subprocesses it starts: the models
+# here are tiny, and torch's spinning thread pool makes 2-thread runs many
+# times slower whenever the machine has other work (measured in the soak test).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
