@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -207,6 +208,7 @@ def main() -> None:
     print(f"streamseg run: {fps_short:.2f} fps on {args.clip.name}, {fps_long:.2f} fps on {long_clip.name}")
     print(f"peak RSS: {rss_short:.0f} MiB vs {rss_long:.0f} MiB for {args.loops}x the frames: "
           f"{100 * (rss_long / rss_short - 1):+.1f}% (target <= +10%); load average {os.getloadavg()[0]:.1f}")
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
