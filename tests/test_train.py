@@ -75,7 +75,7 @@ def test_one_epoch_writes_every_artefact(data: Path, tmp_path: Path, model: str,
     out = tmp_path / model
     result = run_train("--model", model, "--data", data, "--out", out, *TINY, *extra)
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == sorted(ARTEFACTS)
+    assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == sorted(ARTEFACTS)  # .lock: one writer
     rows = history(out)
     assert [r["epoch"] for r in rows] == ["1"] and float(rows[0]["train_loss"]) > 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -255,3 +255,18 @@ def test_missing_data_dir_via_subprocess_has_no_traceback(tmp_path: Path) -> Non
                            str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [f"Error: data directory not found: {tmp_path / 'nope'}"]
+
+
+def test_second_writer_to_a_run_dir_is_refused(data: Path, tmp_path: Path) -> None:
+    from train.run import lock_run_dir
+
+    out = tmp_path / "run"
+    out.mkdir()
+    held = lock_run_dir(out)  # stands in for a training process still running in `out`
+    result = run_train("--model", "unet", "--data", data, "--out", out, "--epochs", "1", "-b", "2", "-j", "0",
+                       "--crop-height", "32", "--crop-width", "32")
+    assert result.exit_code == 1
+    assert "another training process is writing to" in result.output and "Traceback" not in result.output
+    assert not (out / "history.csv").exists()
+    held.close()
+    assert run_train("--model", "unet", "--data", data, "--out", out, *TINY).exit_code == 0  # free again

@@ -1,10 +1,13 @@
 """The training loop: epochs, evaluation, early stopping, fine-tuning freezes, resume."""
 from __future__ import annotations
 
+import fcntl
+
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 import torch
 import torch.distributed as dist
@@ -48,7 +51,11 @@ class Run:
 def train(cfg: TrainConfig) -> dict:
     """Run (or resume) a training run; returns the best epoch's metrics."""
     rank, world, device = setup_distributed()
+    lock = None
     try:
+        if rank == 0:
+            Path(cfg.out).mkdir(parents=True, exist_ok=True)
+            lock = lock_run_dir(Path(cfg.out))
         run = build_run(cfg, rank, world, device)
         state = {"epoch": 0, "best_miou": -1.0, "best_epoch": 0, "stale": 0, "history": [], "seconds": 0.0}
         if cfg.resume:
@@ -60,8 +67,24 @@ def train(cfg: TrainConfig) -> dict:
             dist.barrier()  # rank 0 may still be writing artefacts
         return best
     finally:
+        if lock is not None:
+            lock.close()  # releases the flock
         if world > 1 and dist.is_initialized():
             dist.destroy_process_group()
+
+
+def lock_run_dir(out: Path) -> TextIO:
+    """One writer per run directory: a second process (say, a resume started while
+    the first still runs) would interleave checkpoints and history. The OS drops
+    the lock when the process dies, even by SIGKILL, so it never goes stale."""
+    handle = open(out / ".lock", "w")  # noqa: SIM115 — held open on purpose
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise ValueError(f"another training process is writing to {out}; stop it first or choose another --out") \
+            from None
+    return handle
 
 
 def build_run(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> Run:
