@@ -6,9 +6,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch.utils.data import DataLoader
 
+from streamseg.backends.torch_backend import pick_device
 from streamseg.checkpoint import ModelInfo, atomic_write, load_checkpoint
 from streamseg.classes import CAMVID_CLASSES
 
@@ -26,15 +26,6 @@ class EvalConfig:
     label_format: str = "auto"          # index | color | auto
     device: str = "auto"                # auto = CUDA when available
     workers: int = 0
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"--device {name}: CUDA is not available on this machine")
-    return device
 
 
 def open_split(cfg: EvalConfig, info: ModelInfo) -> CamVid:

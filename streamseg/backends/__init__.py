@@ -15,7 +15,7 @@ from ..models import PRESETS
 from .base import Backend, BackendError
 from .onnx_backend import OnnxBackend
 from .tensorrt_backend import TensorRTBackend, check_sidecar, current_env, find_engines, read_sidecar
-from .torch_backend import TorchBackend
+from .torch_backend import TorchBackend, pick_device
 
 BACKENDS = ("auto", "torch", "onnx", "tensorrt")
 
@@ -120,8 +120,7 @@ def load_backend(model: str, backend: str = "auto", device: str = "auto", *, bat
     file; returns it and a one-line reason for the choice."""
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BackendError(f"device {device!r} asked for, but no CUDA device is available; use --device cpu")
+    pick_device(device)  # fail fast on a CUDA device this machine lacks
     path = Path(model)
     if path.suffix.lower() in (".onnx", ".engine"):
         return _from_file(path, backend, device)

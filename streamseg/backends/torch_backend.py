@@ -6,12 +6,16 @@ import torch
 from torch import nn
 
 from ..checkpoint import ModelInfo
-from .base import Backend
+from .base import Backend, BackendError
 
 
 def pick_device(device: str = "auto") -> torch.device:
+    """`auto` → CUDA when there is one, else CPU; an explicit CUDA device must exist."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise BackendError(f"device {device!r} asked for, but CUDA is not available on this machine; "
+                           "use --device cpu")
     return torch.device(device)
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from ..backends import resolve_checkpoint
+from ..backends import BackendError, resolve_checkpoint
 from ..checkpoint import CheckpointError
 from ..classes import LabelColorsError
 
@@ -45,5 +45,5 @@ def evaluate(model: str, data: Path, split: str, label_format: str, json_path: P
         click.echo(module.format_table(metrics))
         if json_path is not None:
             click.echo(f"metrics written to {module.save_report(json_path, metrics)}")
-    except (CheckpointError, LabelColorsError, module.DataError, ValueError, OSError) as error:
+    except (CheckpointError, BackendError, LabelColorsError, module.DataError, ValueError, OSError) as error:
         raise click.ClickException(str(error)) from None
