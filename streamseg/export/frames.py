@@ -35,7 +35,12 @@ def read_video(path: Path, count: int) -> list[np.ndarray]:
         with av.open(str(path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
-            frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+            # Convert only the frames we keep: a long --calib video must not be held in memory.
+            # (Containers that do not state a frame count fall back to keeping all.)
+            total = stream.frames
+            keep = set(spread(range(total), count)) if total else None
+            frames = [frame.to_ndarray(format="rgb24") for i, frame in enumerate(container.decode(stream))
+                      if keep is None or i in keep]
     except (av.FFmpegError, IndexError) as error:
         raise FrameSourceError(f"cannot read video {path}: {error}") from None
     return spread(frames, count)
