@@ -18,6 +18,8 @@ from .tensorrt_backend import TensorRTBackend, check_sidecar, current_env, find_
 from .torch_backend import TorchBackend, pick_device
 
 BACKENDS = ("auto", "torch", "onnx", "tensorrt")
+# Pickled weights (torch.save, Lightning, joblib) can run code when loaded, so they are never opened.
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
 
 
 def resolve_checkpoint(model: str) -> Path:
@@ -29,6 +31,9 @@ def resolve_checkpoint(model: str) -> Path:
                                   "and pass --model runs/.../best.safetensors")
         return path
     path = Path(model)
+    if path.suffix.lower() in PICKLE_SUFFIXES:  # refused by name, before a byte is read
+        raise CheckpointError(f"{model} is a pickle file, and loading one can run code, so streamseg never opens "
+                              "them; convert it to .safetensors where you trust it (safetensors.torch.save_file)")
     if path.suffix in (".safetensors",) or path.exists():
         if not path.is_file():
             raise CheckpointError(f"model file not found: {model}")

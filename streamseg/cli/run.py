@@ -135,18 +135,7 @@ def refuse_inputs_as_outputs(sources: list[str], outputs: list[Path]) -> None:
             raise EncodeError(f"output {path} is also an input; choose another --output")
 
 
-# Pickled weights (torch.save, Lightning, joblib) can run code when loaded, so they are never opened.
-PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
-
-
-def refuse_pickles(model: str) -> None:
-    if Path(model).suffix.lower() in PICKLE_SUFFIXES:
-        raise CheckpointError(f"{model} is a pickle file, and loading one can run code, so streamseg never opens "
-                              "them; convert it to .safetensors where you trust it (safetensors.torch.save_file)")
-
-
 def open_backend(config: ModelConfig, batch: int) -> Backend:
-    refuse_pickles(config.model)
     backend, reason = load_backend(config.model, config.backend, config.device, batch=batch)
     click.echo(f"backend: {backend.describe()} ({reason})", err=True)
     return backend
