@@ -27,15 +27,6 @@ from streamseg.models import build_model
 TINY = {"base_channels": 4, "depth": 2}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Intra-op threads spin-wait for each other: on a busy 2-core machine one is faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _trained_looking(model: torch.nn.Module) -> torch.nn.Module:
     """Random weights and non-trivial batch-norm statistics, so buffers are checked too."""
     torch.manual_seed(1)

@@ -20,16 +20,6 @@ SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "camseq01.mp4"
 SIZE = (64, 96)  # small, so each export takes a second or two on a shared CPU
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The CPU is shared with other jobs: torch's OpenMP threads spin-wait on each
-    other and run ~20x slower under contention; one thread is fast and steady."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def random_checkpoint(folder: Path, name: str) -> Path:
     torch.manual_seed(0)
     info = ModelInfo.for_model(name, input_size=SIZE)

@@ -50,16 +50,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Intra-op threads spin-wait for each other; on a busy 2-core machine that
-    made these small forwards ~5x slower than running them on one thread."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module", params=CASES)
 def zoo(request: pytest.FixtureRequest) -> tuple[torch.nn.Module, tuple[tuple[int, int], ...]]:
     """A model per case, built once; pytest groups the tests by case, so one lives at a time."""
