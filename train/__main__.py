@@ -29,6 +29,8 @@ HELP = {
     "hflip": "Random horizontal flips.", "vflip": "Random vertical flips.",
     "rotate": "Max random rotation (degrees, 0 = off).", "color_jitter": "Colour jitter strength (0 = off).",
     "dropout": "Override the architecture's dropout probability.",
+    "ema": "Exponential moving average of the weights (decay per step, e.g. 0.999), used for validation and "
+           "every saved checkpoint; 0 = off.",
     "patience": "Early stopping: epochs without val mIoU gain (0 = off).", "seed": "Random seed.",
     "amp": "Mixed precision on CUDA.", "channels_last": "channels_last memory format.",
     "init": "Start from this streamseg checkpoint (mismatched head layers are re-initialised).",
@@ -47,7 +49,8 @@ RANGES = {"epochs": POSITIVE, "batch_size": POSITIVE, "crop_height": POSITIVE, "
           "threads": NATURAL, "lr": click.FloatRange(min=0), "weight_decay": click.FloatRange(min=0),
           "momentum": click.FloatRange(0, 1), "scale_min": click.FloatRange(min=0, min_open=True),
           "scale_max": click.FloatRange(min=0, min_open=True), "rotate": click.FloatRange(0, 180),
-          "color_jitter": click.FloatRange(0, 1), "dropout": click.FloatRange(0, 1, max_open=True)}
+          "color_jitter": click.FloatRange(0, 1), "dropout": click.FloatRange(0, 1, max_open=True),
+          "ema": click.FloatRange(0, 1, max_open=True)}
 # torchvision references' spellings, as users know them.
 SHORT = {"batch_size": "-b", "workers": "-j", "weight_decay": "--wd", "warmup_epochs": "--lr-warmup-epochs"}
 

@@ -78,10 +78,14 @@ def info_with_summary(info: ModelInfo, cfg: TrainConfig, epoch: int, metrics: di
 
 
 def save_epoch(cfg: TrainConfig, out: Path, model: nn.Module, info: ModelInfo, state: dict, metrics: dict,
-               improved: bool, optimisation: tuple, val_set: CamVid, device: torch.device) -> None:
+               improved: bool, optimisation: tuple, val_set: CamVid, device: torch.device,
+               ema: nn.Module | None = None) -> None:
     """Order matters for crash safety: artefacts first, the resume file last, so a
-    resume file always describes an epoch whose artefacts are complete."""
+    resume file always describes an epoch whose artefacts are complete. With an EMA,
+    the checkpoints hold the averaged weights (what was validated); the resume file
+    holds both."""
     optimizer, scheduler, scaler = optimisation
+    net, model = model, (ema.module if ema is not None else model)
     write_history(out, state["history"])
     plot_curves(out / "history.csv", out / "curves.png")
     summary = info_with_summary(info, cfg, state["epoch"], metrics, state["seconds"])
@@ -89,6 +93,7 @@ def save_epoch(cfg: TrainConfig, out: Path, model: nn.Module, info: ModelInfo, s
     if improved:
         save_checkpoint(out / "best.safetensors", model, summary)
         save_best_artefacts(out, {**metrics, "epoch": state["epoch"]}, model, val_set, device, info)
-    save_resume(out, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+    save_resume(out, {"model": net.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                      "rng": rng_state(), "state": state, "config": cfg.to_dict()})
+                      "rng": rng_state(), "state": state, "config": cfg.to_dict(),
+                      **({"ema": ema.state_dict()} if ema is not None else {})})

@@ -37,7 +37,24 @@ def _label_dirs(root: Path, split: str) -> list[Path]:
     return [root / f"{split}annot", root / f"{split}_labels", root / split]
 
 
-def find_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
+def find_pairs(root: Path, spec: str) -> list[tuple[Path, Path]]:
+    """(image, label) pairs of a split spec: `SPLIT`, `SPLIT:PREFIX,PREFIX` (only the
+    frames whose names start with a prefix, i.e. whole sequences such as `train:0006R0`),
+    and `A+B` unions (`train+val` for final models)."""
+    pairs = []
+    for part in spec.split("+"):
+        split, _, prefixes = part.partition(":")
+        found = _split_pairs(root, split)
+        if prefixes:
+            keep = tuple(p for p in prefixes.split(",") if p)
+            found = [pair for pair in found if pair[0].name.startswith(keep)]
+            if not found:
+                raise DataError(f"split '{part}': no frame in {root / split} starts with {', '.join(keep)}")
+        pairs += found
+    return pairs
+
+
+def _split_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
     """(image, label) pairs of a split, matched by file name (`_L` suffix allowed)."""
     image_dir = root / split
     if not image_dir.is_dir():

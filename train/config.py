@@ -33,6 +33,7 @@ class TrainConfig:
     rotate: float = 10.0                # degrees
     color_jitter: float = 0.2
     dropout: float | None = None        # None keeps the architecture's paper default
+    ema: float = 0.0                    # EMA decay of the weights (e.g. 0.999); 0 = off
     patience: int = 0                   # early stopping on val mIoU; 0 disables it
     seed: int = 0
     amp: bool = True                    # CUDA only; CPU trains in float32

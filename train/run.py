@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from streamseg.checkpoint import ModelInfo
@@ -46,6 +47,17 @@ class Run:
     out: Path
     rank: int = 0
     world: int = 1
+    ema: AveragedModel | None = None  # evaluated and saved instead of `net` when on
+
+    @property
+    def eval_net(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.net
+
+    def step(self) -> None:
+        """After each optimiser step: the LR schedule, then the weight average."""
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.net)
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -107,8 +119,10 @@ def build_run(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, len(train_loader)))
     amp = cfg.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    # BatchNorm statistics are averaged too (use_buffers), so the EMA model evaluates as is.
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     return Run(cfg, net, info, train_set, val_set, train_loader, val_loader, criterion, optimizer, scheduler,
-               scaler, device, amp, out, rank, world)
+               scaler, device, amp, out, rank, world, ema)
 
 
 def resume(spec: str, run: Run) -> dict:
@@ -122,6 +136,11 @@ def resume(spec: str, run: Run) -> dict:
                          f"does not match this one ({str(error).splitlines()[0]})") from None
     run.scheduler.load_state_dict(payload["scheduler"])
     run.scaler.load_state_dict(payload["scaler"])
+    if run.ema is not None:
+        if "ema" in payload:
+            run.ema.load_state_dict(payload["ema"])
+        else:  # a run that had no EMA: start the average from the resumed weights
+            run.ema = AveragedModel(run.net, multi_avg_fn=get_ema_multi_avg_fn(run.cfg.ema), use_buffers=True)
     set_rng_state(payload["rng"])
     if is_main():
         print(f"resumed from {spec} at epoch {payload['state']['epoch']}", flush=True)
@@ -177,10 +196,10 @@ def run_epoch(run: Run, model: nn.Module, epoch: int, state: dict) -> dict:
     seed_epoch(run.train_loader, run.train_set, cfg.seed, epoch, run.rank)
     start = time.perf_counter()
     lr = run.optimizer.param_groups[0]["lr"]
-    stats = train_one_epoch(model, run.train_loader, run.criterion, run.optimizer, run.scheduler.step, run.device,
+    stats = train_one_epoch(model, run.train_loader, run.criterion, run.optimizer, run.step, run.device,
                             run.scaler, epoch=epoch, amp=run.amp, channels_last=cfg.channels_last)
     _sync_buffers(run)
-    val_loss, confusion = evaluate(run.net, run.val_loader, run.criterion, run.device, run.info.num_classes,
+    val_loss, confusion = evaluate(run.eval_net, run.val_loader, run.criterion, run.device, run.info.num_classes,
                                    run.train_set.ignore_index, amp=run.amp)
     metrics = confusion.compute(run.info.classes)
     seconds = time.perf_counter() - start
@@ -197,7 +216,7 @@ def run_epoch(run: Run, model: nn.Module, epoch: int, state: dict) -> dict:
     if is_main():
         log_epoch(row, stats, improved)
         save_epoch(cfg, run.out, run.net, run.info, state, metrics, improved,
-                   (run.optimizer, run.scheduler, run.scaler), run.val_set, run.device)
+                   (run.optimizer, run.scheduler, run.scaler), run.val_set, run.device, ema=run.ema)
     return metrics
 
 
