@@ -61,7 +61,7 @@ def test_export_each_preset_matches_torch(tmp_path: Path, name: str) -> None:
     assert result.onnx == tmp_path / "engines" / f"{name}.onnx" and result.onnx.is_file()
     proto = onnx.load(str(result.onnx))
     assert max(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")) >= 17
-    assert [i.name for i in proto.graph.input] == ["images"] and [o.name for o in proto.graph.output] == ["logits"]
+    assert [i.name for i in proto.graph.input] == ["images"] and [o.name for o in proto.graph.output] == ["logits", "labels"]
     meta = read_onnx_meta(result.onnx)
     _, info = load_checkpoint(checkpoint)
     assert meta.info == info and meta.input_size == SIZE and meta.batch_range == (1, 1)
@@ -84,6 +84,36 @@ def test_trained_model_parity_and_dynamic_batch(tmp_path: Path, trained: Path) -
         labels = backend.predict(images[:batch])
         assert labels.shape == (batch, 48, 64) and labels.dtype == np.uint8
         assert (labels == reference[:batch]).mean() >= 0.999
+
+
+def test_labels_output_is_the_argmax_of_the_logits(tmp_path: Path, trained: Path) -> None:
+    """Parity of the in-graph argmax (issue 13): `predict` asks the runtime for `labels` only."""
+    _, info = load_checkpoint(trained)
+    export_model(ExportConfig(model=str(trained), out_dir=tmp_path, int8=True, calib_frames=4), log=lambda _: None)
+    images = to_batch(load_frames(SAMPLE, 5), info, info.input_size)
+    for path in (tmp_path / "bands.onnx", tmp_path / "bands.int8.onnx"):
+        backend = OnnxBackend(path, device="cpu")
+        assert backend.has_labels
+        for batch in (1, 5):
+            labels, logits = backend.predict(images[:batch]), backend.logits(images[:batch])
+            assert labels.dtype == np.uint8 and labels.shape == (batch, *info.input_size)
+            assert np.array_equal(labels, logits.argmax(1))
+    tied = np.zeros((1, 3, 48, 64), np.float32)  # a constant input: ties resolve to the first class, as numpy's
+    backend = OnnxBackend(tmp_path / "bands.onnx", device="cpu")
+    assert np.array_equal(backend.predict(tied), backend.logits(tied).argmax(1))
+
+
+def test_file_without_labels_output_falls_back_to_numpy_argmax(tmp_path: Path, trained: Path) -> None:
+    _, info = load_checkpoint(trained)
+    export_model(ExportConfig(model=str(trained), out_dir=tmp_path, calib_frames=4), log=lambda _: None)
+    proto = onnx.load(str(tmp_path / "bands.onnx"))  # as exported before issue 13: logits only
+    del proto.graph.output[1]
+    del proto.graph.node[-2:]
+    onnx.save(proto, str(tmp_path / "old.onnx"))
+    backend = OnnxBackend(tmp_path / "old.onnx", device="cpu")
+    images = to_batch(load_frames(SAMPLE, 2), info, info.input_size)
+    assert not backend.has_labels
+    assert np.array_equal(backend.predict(images), backend.logits(images).argmax(1))
 
 
 def test_dynamic_size_export_runs_other_sizes(tmp_path: Path, trained: Path) -> None:

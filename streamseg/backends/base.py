@@ -8,6 +8,11 @@ import numpy as np
 from ..checkpoint import ModelInfo
 
 
+def labels_of(logits: np.ndarray) -> np.ndarray:
+    """`(N, C, H, W)` logits → `(N, H, W) uint8` class ids (first maximum on ties, as ONNX ArgMax)."""
+    return logits.argmax(axis=1).astype(np.uint8)
+
+
 class BackendError(RuntimeError):
     """A backend that cannot be used here (missing package, device, or a bad file)."""
 
@@ -32,10 +37,12 @@ class Backend(ABC):
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """`(N, 3, H, W) float32` → `(N, H, W) uint8` class indices.
 
-        Backends override this to take the argmax on their device, so only a
-        small label map crosses back to the host.
+        Backends override this to take the argmax in their graph or on their
+        device, so only a small label map crosses back to the host. This
+        fallback is numpy's argmax (on CPU several times faster than torch's
+        for one `(1, C, H, W)` array, measured in issue 13).
         """
-        return self.logits(batch).argmax(axis=1).astype(np.uint8)
+        return labels_of(self.logits(batch))
 
     def describe(self) -> str:
         return f"{self.name} on {self.device}"

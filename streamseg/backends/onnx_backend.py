@@ -2,6 +2,10 @@
 
 `streamseg export` writes the model's self-description (`OnnxMeta`) into the
 file's `metadata_props`, so `--model engines/deeplab.onnx` needs no other flag.
+Exported files have two outputs: `logits` (evaluation, INT8 calibration, TTA)
+and `labels`, the argmax over classes inside the graph as `(N, H, W) uint8`:
+`predict` asks the runtime for `labels` only, so no float planes leave it and
+no argmax runs in Python.
 CPU execution provider here; CUDA / TensorRT providers when the installed
 onnxruntime build has them.
 """
@@ -13,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .. import __version__
 from ..checkpoint import CheckpointError, ModelInfo
@@ -22,6 +25,7 @@ from .base import Backend, BackendError
 META_KEY = "streamseg"
 INPUT_NAME = "images"
 OUTPUT_NAME = "logits"
+LABELS_NAME = "labels"  # (N, H, W) uint8 argmax over classes, computed in the graph
 
 
 @dataclass(frozen=True)
@@ -60,17 +64,25 @@ def parse_meta(props: dict[str, str], path: str | Path) -> OnnxMeta:
         raise BackendError(f"{path}: bad streamseg metadata ({error})") from None
 
 
-def read_onnx_meta(path: str | Path) -> OnnxMeta:
-    """The metadata of an exported file, without loading the weights into a session."""
-    import onnx  # only the protobuf header is needed; external data stays on disk
+def _load_header(path: str | Path):
+    import onnx  # only the protobuf is needed; external data stays on disk
 
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=False)
     except (OSError, ValueError, onnx.onnx_cpp2py_export.checker.ValidationError) as error:
         raise BackendError(f"cannot read ONNX file {path}: {error}") from None
     except Exception as error:  # noqa: BLE001 — protobuf's DecodeError has no stable import path
         raise BackendError(f"{path} is not an ONNX file ({type(error).__name__})") from None
-    return parse_meta({p.key: p.value for p in model.metadata_props}, path)
+
+
+def read_onnx_meta(path: str | Path) -> OnnxMeta:
+    """The metadata of an exported file, without loading the weights into a session."""
+    return parse_meta({p.key: p.value for p in _load_header(path).metadata_props}, path)
+
+
+def has_labels_output(path: str | Path) -> bool:
+    """Whether the file computes `labels` in its graph (exports from before issue 13 do not)."""
+    return any(output.name == LABELS_NAME for output in _load_header(path).graph.output)
 
 
 def _threads_per_core() -> int:
@@ -142,16 +154,22 @@ class OnnxBackend(Backend):
         self.input_name = self.session.get_inputs()[0].name
         batch_dim = self.session.get_inputs()[0].shape[0]
         self.max_batch = batch_dim if isinstance(batch_dim, int) else None  # symbolic: any batch
+        # Files exported before the in-graph argmax have only `logits`; they still run.
+        self.has_labels = LABELS_NAME in {output.name for output in self.session.get_outputs()}
 
-    def logits(self, batch: np.ndarray) -> np.ndarray:
+    def _run(self, output: str, batch: np.ndarray) -> np.ndarray:
         if self.max_batch is not None and len(batch) != self.max_batch:
             raise BackendError(f"{self.path.name} was exported for batch {self.max_batch} only, got {len(batch)}; "
                                "re-export with `streamseg export --dynamic`")
-        return self.session.run(None, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+        return self.session.run([output], {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})[0]
+
+    def logits(self, batch: np.ndarray) -> np.ndarray:
+        return self._run(OUTPUT_NAME, batch)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        # torch's argmax is multithreaded; numpy's over the strided class axis is several times slower
-        return torch.from_numpy(self.logits(batch)).argmax(dim=1).to(torch.uint8).numpy()
+        if self.has_labels:  # only the label map is copied out of the runtime
+            return self._run(LABELS_NAME, batch)
+        return super().predict(batch)
 
     def describe(self) -> str:
         precision = "INT8" if self.meta.precision == "int8" else "FP32"

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..checkpoint import ModelInfo
-from .base import Backend, BackendError
+from .base import Backend, BackendError, labels_of
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -44,6 +44,8 @@ class TorchBackend(Backend):
         return self._forward(batch).float().cpu().numpy()
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
+        if not self.cuda:  # on CPU numpy's argmax beats torch's (issue 13: 5 ms vs 30 ms per frame)
+            return labels_of(self._forward(batch).float().numpy())
         return self._forward(batch).argmax(dim=1).to(torch.uint8).cpu().numpy()
 
     def describe(self) -> str:

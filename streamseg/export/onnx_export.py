@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backends.onnx_backend import INPUT_NAME, META_KEY, OUTPUT_NAME, OnnxBackend, OnnxMeta
+from ..backends.onnx_backend import INPUT_NAME, LABELS_NAME, META_KEY, OUTPUT_NAME, OnnxBackend, OnnxMeta
+from ..backends.base import labels_of
 from ..checkpoint import atomic_write
 
 
@@ -65,6 +66,30 @@ def _dynamo_export(model: nn.Module, example: torch.Tensor, path: str, opset: in
     program.save(path)
 
 
+def add_labels_output(proto) -> None:
+    """Append `labels = Cast<uint8>(ArgMax(logits, axis=1))` as a second graph output.
+
+    ONNX ArgMax yields int64 (8 bytes a pixel); class ids fit a byte, so the
+    runtimes hand back a `(N, H, W) uint8` map. `logits` stays an output for
+    evaluation, INT8 calibration and TTA; a runner asks for one or the other.
+    """
+    from onnx import TensorProto, helper
+
+    graph = proto.graph
+    if any(output.name == LABELS_NAME for output in graph.output):
+        return
+    logits = next(output for output in graph.output if output.name == OUTPUT_NAME)
+    dims = logits.type.tensor_type.shape.dim
+    shape = [d.dim_param or d.dim_value or None for i, d in enumerate(dims) if i != 1]
+    graph.node.extend([
+        helper.make_node("ArgMax", [OUTPUT_NAME], [f"{LABELS_NAME}_int64"], name="streamseg_argmax", axis=1,
+                         keepdims=0, select_last_index=0),
+        helper.make_node("Cast", [f"{LABELS_NAME}_int64"], [LABELS_NAME], name="streamseg_labels",
+                         to=TensorProto.UINT8),
+    ])
+    graph.output.append(helper.make_tensor_value_info(LABELS_NAME, TensorProto.UINT8, shape))
+
+
 def _write(model: nn.Module, example: torch.Tensor, tmp: str, meta: OnnxMeta, opset: int, dynamic: bool) -> None:
     import onnx
 
@@ -77,6 +102,7 @@ def _write(model: nn.Module, example: torch.Tensor, tmp: str, meta: OnnxMeta, op
             raise ExportError(f"ONNX export failed ({type(legacy_error).__name__}: {legacy_error}; "
                               f"dynamo: {type(error).__name__}: {error})") from None
     proto = onnx.load(tmp)
+    add_labels_output(proto)
     del proto.metadata_props[:]
     proto.metadata_props.add(key=META_KEY, value=meta.to_json())
     proto.producer_name = "streamseg"
@@ -89,7 +115,8 @@ def _write(model: nn.Module, example: torch.Tensor, tmp: str, meta: OnnxMeta, op
 
 def export_onnx(model: nn.Module, meta: OnnxMeta, path: str | Path, example: np.ndarray, *,
                 opset: int = 17, dynamic: bool = False) -> Path:
-    """Write `model` as ONNX (input `images` `(N, 3, H, W)` float32 → `logits` `(N, C, H, W)`).
+    """Write `model` as ONNX (input `images` `(N, 3, H, W)` float32 → `logits` `(N, C, H, W)`
+    and `labels` `(N, H, W)` uint8, their argmax over classes).
 
     The batch axis is always symbolic: TensorRT's optimisation profile (min 1)
     and the runner's last partial batch need it. `dynamic` also frees H and W.
@@ -115,5 +142,7 @@ def check_onnx(path: str | Path, model: nn.Module, images: np.ndarray) -> OnnxCh
     if ours.shape != reference.shape or single.shape != reference[:1].shape:
         raise ExportError(f"ONNX output shape {ours.shape} differs from PyTorch's {reference.shape}")
     diff = max(float(np.abs(ours - reference).max()), float(np.abs(single - reference[:1]).max()))
-    agreement = float((ours.argmax(1) == reference.argmax(1)).mean())
+    if not np.array_equal(backend.predict(images), labels_of(ours)):
+        raise ExportError("the in-graph labels output differs from the argmax of the logits")
+    agreement = float((labels_of(ours) == labels_of(reference)).mean())
     return OnnxCheck(diff, agreement, len(images), tuple(sorted({len(images), 1})))

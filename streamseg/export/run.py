@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backends.base import BackendError
-from ..backends.onnx_backend import OnnxMeta, read_onnx_meta
+from ..backends.base import BackendError, labels_of
+from ..backends.onnx_backend import OnnxMeta, has_labels_output, read_onnx_meta
 from ..backends.tensorrt_backend import TensorRTBackend, tensorrt_missing
 from ..checkpoint import ModelInfo, load_checkpoint
 from .engine import build_engine
@@ -107,7 +107,7 @@ def engine_step(config: ExportConfig, checkpoint: Path, model: nn.Module, onnx_p
                           size=size, workspace_gib=config.workspace_gib, checkpoint=str(checkpoint), log=log)
     trt_backend = TensorRTBackend(engine)
     rows = images[: config.batch]
-    reference = model.to("cpu").float().eval()(torch.from_numpy(rows)).argmax(1).numpy()
+    reference = labels_of(model.to("cpu").float().eval()(torch.from_numpy(rows)).numpy())
     log(f"TensorRT FP16 vs torch FP32 argmax agreement {(trt_backend.predict(rows) == reference).mean():.2%} "
         f"on {len(rows)} frames")
     return engine
@@ -147,7 +147,7 @@ def cache_onnx(checkpoint: Path, name: str, engines_dir: str | Path, log: Log = 
     if path.is_file():
         try:
             meta = read_onnx_meta(path)
-            if meta.source_sha256 == sha and meta.input_size is None:
+            if meta.source_sha256 == sha and meta.input_size is None and has_labels_output(path):
                 return path
         except BackendError:
             raise BackendError(f"{path} exists but is not a streamseg export of {name}; move it away, or pass "
