@@ -20,6 +20,7 @@ import torch
 from .. import __version__
 from ..checkpoint import CheckpointError, ModelInfo
 from .base import Backend, BackendError
+from .onnx_backend import INPUT_NAME, LABELS_NAME, OUTPUT_NAME
 
 INSTALL_HINT = "install TensorRT 10 (`pip install 'tensorrt>=10,<11'`) on a machine with an NVIDIA GPU"
 
@@ -185,11 +186,14 @@ class TensorRTBackend(Backend):
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if n not in inputs]
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise BackendError(f"{self.path.name}: expected one input and one output, found {inputs} / {outputs}")
-        self.input_name, self.output_name = inputs[0], outputs[0]
+        # Engines from current exports have `logits` and the in-graph `labels`; older ones only `logits`.
+        if len(inputs) != 1 or OUTPUT_NAME not in outputs or not set(outputs) <= {OUTPUT_NAME, LABELS_NAME}:
+            raise BackendError(f"{self.path.name}: expected input {INPUT_NAME!r} and outputs {OUTPUT_NAME!r}"
+                               f"(+{LABELS_NAME!r}), found {inputs} / {outputs}")
+        self.input_name, self.outputs = inputs[0], outputs
         self.input_dtype = torch_dtype(trt, self.engine.get_tensor_dtype(self.input_name))
-        self.output_dtype = torch_dtype(trt, self.engine.get_tensor_dtype(self.output_name))
+        self.dtypes = {name: torch_dtype(trt, self.engine.get_tensor_dtype(name)) for name in outputs}
+        self.has_labels = LABELS_NAME in outputs
         low, opt, high = self.engine.get_tensor_profile_shape(self.input_name, 0)
         self.batch_range = (low[0], opt[0], high[0])
         self.max_batch = high[0]
@@ -201,8 +205,9 @@ class TensorRTBackend(Backend):
             self._pinned[key] = torch.empty(shape, dtype=dtype, pin_memory=True)
         return self._pinned[key]
 
-    def _run(self, batch: np.ndarray) -> torch.Tensor:
-        """`(N, 3, H, W)` → `(N, C, H, W)` logits on the GPU, queued on `self.stream`."""
+    def _run(self, batch: np.ndarray) -> dict[str, torch.Tensor]:
+        """`(N, 3, H, W)` → every output on the GPU (`logits`, and `labels` when the
+        engine has it), queued on `self.stream`. TensorRT needs an address for each."""
         count = len(batch)
         rows = plan_batch(count, self.batch_range)
         host = self._host((rows, *batch.shape[1:]), self.input_dtype)
@@ -214,13 +219,15 @@ class TensorRTBackend(Backend):
                 raise BackendError(f"{self.path.name} rejects input shape {tuple(images.shape)}; it was built for "
                                    f"{self.sidecar.input_size[0]}x{self.sidecar.input_size[1]}, "
                                    f"batch {self.batch_range[0]}..{self.batch_range[2]}")
-            out = torch.empty(tuple(self.context.get_tensor_shape(self.output_name)),
-                              dtype=self.output_dtype, device=self.torch_device)
             self.context.set_tensor_address(self.input_name, images.data_ptr())
-            self.context.set_tensor_address(self.output_name, out.data_ptr())
+            results = {}
+            for name in self.outputs:
+                results[name] = torch.empty(tuple(self.context.get_tensor_shape(name)), dtype=self.dtypes[name],
+                                            device=self.torch_device)
+                self.context.set_tensor_address(name, results[name].data_ptr())
             if not self.context.execute_async_v3(self.stream.cuda_stream):
                 raise BackendError(f"TensorRT failed to run {self.path.name}")
-        return out[:count]
+        return {name: out[:count] for name, out in results.items()}
 
     def _fetch(self, result: torch.Tensor) -> np.ndarray:
         """Copy a device result to pinned host memory; the only sync point per batch."""
@@ -232,13 +239,15 @@ class TensorRTBackend(Backend):
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         with torch.cuda.stream(self.stream):
-            result = self._run(batch).float()
+            result = self._run(batch)[OUTPUT_NAME].float()
         return self._fetch(result)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
-        # argmax on the GPU: only a uint8 label map crosses PCIe
+        # argmax on the GPU (in the engine's graph, or by torch for older engines): only uint8 crosses PCIe
         with torch.cuda.stream(self.stream):
-            labels = self._run(batch).argmax(dim=1).to(torch.uint8)
+            outputs = self._run(batch)
+            labels = outputs[LABELS_NAME] if self.has_labels else outputs[OUTPUT_NAME].argmax(dim=1)
+            labels = labels.to(torch.uint8)
         return self._fetch(labels)
 
     def describe(self) -> str:
