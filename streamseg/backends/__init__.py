@@ -14,10 +14,11 @@ from ..checkpoint import CheckpointError, load_checkpoint, shipped_weights
 from ..models import PRESETS
 from .base import Backend, BackendError
 from .onnx_backend import OnnxBackend
+from .openvino_backend import OpenVinoBackend, import_openvino
 from .tensorrt_backend import TensorRTBackend, check_sidecar, current_env, find_engines, read_sidecar
 from .torch_backend import TorchBackend, pick_device
 
-BACKENDS = ("auto", "torch", "onnx", "tensorrt")
+BACKENDS = ("auto", "torch", "onnx", "openvino", "tensorrt")
 # Pickled weights (torch.save, Lightning, joblib) can run code when loaded, so they are never opened.
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
 
@@ -81,13 +82,17 @@ def _cuda_ok(device: str) -> bool:
 
 
 def _from_file(path: Path, backend: str, device: str) -> tuple[Backend, str]:
-    """An exported file decides its own backend."""
+    """An exported file decides its own backend (an ONNX file also runs in OpenVINO)."""
     kind = "onnx" if path.suffix.lower() == ".onnx" else "tensorrt"
-    if backend not in ("auto", kind):
+    allowed = ("auto", "onnx", "openvino") if kind == "onnx" else ("auto", "tensorrt")
+    if backend not in allowed:
         raise BackendError(f"{path.name} is a{'n ONNX file' if kind == 'onnx' else ' TensorRT engine'}; "
-                           f"it runs on the {kind} backend, not {backend!r}")
+                           f"it runs on the {' or '.join(allowed[1:])} backend, not {backend!r}")
+    if backend == "openvino":
+        chosen: Backend = OpenVinoBackend(path, device)
+        return chosen, "openvino backend requested"
     if kind == "onnx":
-        chosen: Backend = OnnxBackend(path, device)
+        chosen = OnnxBackend(path, device)
         return chosen, f"{path.name} is an ONNX file → ONNX Runtime on {chosen.device}"
     return TensorRTBackend(path, device), f"{path.name} is a TensorRT engine"
 
@@ -135,6 +140,12 @@ def load_backend(model: str, backend: str = "auto", device: str = "auto", *, bat
     if backend == "onnx":
         chosen = _onnx_for(model, checkpoint, engines_dir, device)
         return chosen, f"onnx backend requested ({chosen.path})"
+    if backend == "openvino":
+        import_openvino()  # not installed: say so before exporting anything
+        from ..export.run import cache_onnx
+
+        chosen = OpenVinoBackend(cache_onnx(checkpoint, model_name(model), engines_dir), device)
+        return chosen, f"openvino backend requested ({chosen.path})"
     if backend == "tensorrt":
         engine, why_not = usable_engine(model, checkpoint, batch, engines_dir)
         if engine is None:
@@ -145,5 +156,5 @@ def load_backend(model: str, backend: str = "auto", device: str = "auto", *, bat
     return chosen, f"torch backend requested ({chosen.device})"
 
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "OnnxBackend", "TensorRTBackend", "TorchBackend", "load_backend",
+__all__ = ["BACKENDS", "Backend", "BackendError", "OnnxBackend", "OpenVinoBackend", "TensorRTBackend", "TorchBackend", "load_backend",
            "model_name", "resolve_checkpoint", "usable_engine"]
