@@ -83,7 +83,7 @@ def test_onnx_file_needs_no_other_flags(tmp_path: Path, checkpoint: Path) -> Non
         expected = model(torch.from_numpy(images)).numpy()
     np.testing.assert_allclose(backend.logits(images), expected, atol=1e-4)
     assert backend.describe().startswith("onnx FP32 on cpu")
-    with pytest.raises(BackendError, match="runs on the onnx backend"):
+    with pytest.raises(BackendError, match="runs on the onnx or openvino backend"):
         load_backend(str(path), backend="torch")
 
 
