@@ -106,7 +106,7 @@ def test_explicit_backends_and_errors(tmp_path: Path, checkpoint: Path) -> None:
     onnx_backend, _ = load_backend(str(checkpoint), backend="onnx", device="cpu", engines_dir=tmp_path)
     assert isinstance(onnx_backend, OnnxBackend)
     with pytest.raises(BackendError, match="unknown backend"):
-        load_backend(str(checkpoint), backend="openvino")
+        load_backend(str(checkpoint), backend="mxnet")
     with pytest.raises(BackendError, match="tensorrt backend requested"):
         load_backend(str(checkpoint), backend="tensorrt", engines_dir=tmp_path)
     with pytest.raises(Exception, match="model file not found|unknown model"):
