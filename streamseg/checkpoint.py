@@ -3,23 +3,27 @@
 The header's `streamseg` entry says everything needed to rebuild the model
 (architecture, options, classes, palette, normalisation, training summary).
 Loading parses JSON and raw tensors only — no pickle, no code execution.
+torch (and the model zoo) is imported only by the functions that build or
+load a network: the CPU runtimes run an exported file with no torch in the
+process (issue 13: a third of the memory).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
-from torch import nn
 
 from .classes import CAMVID_CLASSES, CAMVID_PALETTE
-from .models import build_model, resolve
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 FORMAT = "streamseg-checkpoint/1"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -50,6 +54,8 @@ class ModelInfo:
 
     @classmethod
     def for_model(cls, name: str, **kw: Any) -> ModelInfo:
+        from .models import resolve
+
         arch, options = resolve(name, **kw.pop("options", {}))
         return cls(name=name, arch=arch, options=options, **kw)
 
@@ -69,6 +75,8 @@ class ModelInfo:
 
     def build(self) -> nn.Module:
         """The architecture, randomly initialised, ready to take the file's weights."""
+        from .models import build_model
+
         # Never fetch ImageNet weights here: the checkpoint's own weights replace them.
         options = {k: v for k, v in self.options.items() if k != "pretrained_backbone"}
         return build_model(self.arch, self.num_classes, **options)
@@ -98,15 +106,25 @@ def atomic_write(path: str | Path, write: Any) -> Path:
 
 def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo, *, half: bool = False) -> Path:
     """Write weights (FP16 storage with `half`) and metadata atomically."""
+    from safetensors.torch import save_file
+
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     return atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"streamseg": info.to_json()}))
 
 
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_info(path: str | Path) -> ModelInfo:
     try:
-        with safe_open(str(path), framework="pt") as f:
+        with safe_open(str(path), framework="numpy") as f:  # the header only: no torch needed
             meta = f.metadata() or {}
     except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(f"cannot read checkpoint {path}: {error}") from None

@@ -155,10 +155,10 @@ def write_engine(folder: Path, sc: EngineSidecar) -> Path:
 
 def test_usable_engine_checks_sidecars(tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The `auto` choice among engines is pure Python: test it with hand-written sidecars."""
-    from streamseg import backends
+    from streamseg.backends import tensorrt_backend
     from streamseg.export.onnx_export import file_sha256
 
-    monkeypatch.setattr(backends, "current_env", lambda: env())
+    monkeypatch.setattr(tensorrt_backend, "current_env", lambda: env())
     good = dataclasses.replace(sidecar(batch=4), checkpoint_sha256=file_sha256(checkpoint))
     engine = write_engine(tmp_path / "good", good)
     assert usable_engine(str(checkpoint), checkpoint, 4, tmp_path / "good") == (engine, "")
@@ -221,3 +221,11 @@ def test_tensorrt_backend_runs_engine(tmp_path: Path, checkpoint: Path) -> None:
     sidecar_path(result.engine).write_text(stale.to_json())
     with pytest.raises(BackendError, match="rebuild"):
         load_backend(str(result.engine))
+
+
+def test_preset_names_match_the_model_zoo() -> None:
+    """`streamseg.backends` keeps the preset names without importing the zoo (and torch)."""
+    from streamseg import backends
+    from streamseg.models import PRESETS
+
+    assert tuple(backends.PRESETS) == tuple(PRESETS)

@@ -131,3 +131,21 @@ def test_signal_mid_run_leaves_a_playable_partial_output(tiny_model, long_clip, 
     with av.open(str(output)) as container:
         assert container.streams.video[0].average_rate == 25
     assert os.path.getsize(output) > 0
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_cpu_runtimes_keep_torch_out_of_the_process(tiny_model, make_clip, tmp_path, backend):
+    """Issue 13: a cached ONNX export runs with ONNX Runtime or OpenVINO alone (a third of the memory)."""
+    from streamseg.export.run import cache_onnx
+
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    cache_onnx(tiny_model, "tiny", tmp_path / "engines", log=lambda _: None)
+    clip = make_clip("c.mp4", frames=3)
+    code = ("import sys\nfrom streamseg.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as end:\n"
+            "    assert end.code == 0, end.code\nassert 'torch' not in sys.modules, 'torch was imported'\n")
+    done = subprocess.run([sys.executable, "-c", code, "run", str(clip), "-m", str(tiny_model), "--backend", backend,
+                           "-o", str(tmp_path / "out.mp4"), "--no-progress"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert count_frames(tmp_path / "out.mp4") == 3

@@ -3,20 +3,21 @@
 `auto` prefers, in order: a usable TensorRT engine → torch on CUDA → ONNX
 Runtime on CPU (exporting and caching the ONNX in `engines/` on first use)
 → torch on CPU. The reason string says why the winner won.
+
+torch is imported only where a choice needs it (a CUDA device, the torch or
+TensorRT backend, an export): running a cached or given ONNX file with ONNX
+Runtime or OpenVINO keeps torch out of the process.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from ..checkpoint import CheckpointError, load_checkpoint, shipped_weights
-from ..models import PRESETS
+from ..checkpoint import CheckpointError, file_sha256, load_checkpoint, shipped_weights
 from .base import Backend, BackendError
-from .onnx_backend import OnnxBackend
+from .onnx_backend import OnnxBackend, cached_onnx
 from .openvino_backend import OpenVinoBackend, import_openvino
-from .tensorrt_backend import TensorRTBackend, check_sidecar, current_env, find_engines, read_sidecar
-from .torch_backend import TorchBackend, pick_device
+
+PRESETS = ("fcn", "unet", "deeplab")  # streamseg.models.PRESETS' keys, without importing the zoo (and torch)
 
 BACKENDS = ("auto", "torch", "onnx", "openvino", "tensorrt")
 # Pickled weights (torch.save, Lightning, joblib) can run code when loaded, so they are never opened.
@@ -48,8 +49,28 @@ def model_name(model: str) -> str:
     return model if model in PRESETS else Path(model).stem
 
 
+def __getattr__(name: str):
+    """`TorchBackend`/`TensorRTBackend` on first use: their modules import torch."""
+    if name == "TorchBackend":
+        from .torch_backend import TorchBackend
+        return TorchBackend
+    if name == "TensorRTBackend":
+        from .tensorrt_backend import TensorRTBackend
+        return TensorRTBackend
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def nvidia_gpu_possible() -> bool:
+    """False when this machine certainly has no NVIDIA GPU (no driver device nodes),
+    so that CPU-only machines never import torch just to ask CUDA."""
+    return any(Path(p).exists() for p in ("/dev/nvidiactl", "/dev/nvidia0", "/proc/driver/nvidia",
+                                           "/dev/nvhost-ctrl-gpu", "/dev/dxg"))  # desktop, Jetson, WSL
+
+
 def usable_engine(model: str, checkpoint: Path, batch: int, engines_dir: str | Path) -> tuple[Path | None, str]:
     """The newest engine for `model` that runs here at `batch`, or None and why not."""
+    from .tensorrt_backend import check_sidecar, current_env, find_engines, read_sidecar
+
     try:
         env = current_env()
     except BackendError as error:
@@ -58,8 +79,6 @@ def usable_engine(model: str, checkpoint: Path, batch: int, engines_dir: str | P
     if not candidates:
         return None, (f"no TensorRT engine for {model_name(model)} in {engines_dir}/ (build one with "
                       f"`streamseg export --model {model} --fp16 --batch {batch}`)")
-    from ..export.onnx_export import file_sha256  # hashing only when there is an engine to compare
-
     sha, problems = file_sha256(checkpoint), []
     for path in candidates:
         try:
@@ -78,7 +97,11 @@ def usable_engine(model: str, checkpoint: Path, batch: int, engines_dir: str | P
 
 
 def _cuda_ok(device: str) -> bool:
-    return device != "cpu" and torch.cuda.is_available()
+    if device == "cpu" or not nvidia_gpu_possible():
+        return False
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _from_file(path: Path, backend: str, device: str) -> tuple[Backend, str]:
@@ -94,18 +117,37 @@ def _from_file(path: Path, backend: str, device: str) -> tuple[Backend, str]:
     if kind == "onnx":
         chosen = OnnxBackend(path, device)
         return chosen, f"{path.name} is an ONNX file → ONNX Runtime on {chosen.device}"
+    from .tensorrt_backend import TensorRTBackend
+
     return TensorRTBackend(path, device), f"{path.name} is a TensorRT engine"
 
 
-def _onnx_for(model: str, checkpoint: Path, engines_dir: str | Path, device: str = "cpu") -> OnnxBackend:
-    from ..export.run import cache_onnx  # export pulls in onnx, PyAV and OpenCV: only when needed
+def onnx_file(model: str, checkpoint: Path, engines_dir: str | Path) -> Path:
+    """The cached ONNX export of `checkpoint`, exported first when missing or stale."""
+    cached = cached_onnx(checkpoint, model_name(model), engines_dir)
+    if cached is not None:
+        return cached
+    from ..export.run import cache_onnx  # export pulls in torch and the exporter: only when needed
 
-    return OnnxBackend(cache_onnx(checkpoint, model_name(model), engines_dir), device=device)
+    return cache_onnx(checkpoint, model_name(model), engines_dir)
+
+
+def _onnx_for(model: str, checkpoint: Path, engines_dir: str | Path, device: str = "cpu") -> OnnxBackend:
+    return OnnxBackend(onnx_file(model, checkpoint, engines_dir), device=device)
+
+
+def _torch(checkpoint: Path, device: str) -> Backend:
+    from .torch_backend import TorchBackend
+
+    net, info = load_checkpoint(checkpoint)
+    return TorchBackend(net, info, device)
 
 
 def _auto(model: str, checkpoint: Path, device: str, batch: int, engines_dir: str | Path) -> tuple[Backend, str]:
-    why_not_trt = "CPU asked for"
-    if device != "cpu":
+    why_not_trt = "CPU asked for" if device == "cpu" else "no NVIDIA GPU"
+    if device != "cpu" and nvidia_gpu_possible():
+        from .tensorrt_backend import TensorRTBackend
+
         engine, why_not_trt = usable_engine(model, checkpoint, batch, engines_dir)
         if engine is not None:
             try:
@@ -113,15 +155,13 @@ def _auto(model: str, checkpoint: Path, device: str, batch: int, engines_dir: st
             except BackendError as error:  # e.g. a truncated file: fall back, and say why
                 why_not_trt = str(error)
     if _cuda_ok(device):
-        net, info = load_checkpoint(checkpoint)
-        return TorchBackend(net, info, device), f"torch on CUDA: {why_not_trt}"
+        return _torch(checkpoint, device), f"torch on CUDA: {why_not_trt}"
     try:
         onnx = _onnx_for(model, checkpoint, engines_dir)
         why = "CPU requested" if device == "cpu" else "no CUDA device"
         return onnx, f"{why}; ONNX Runtime is faster than torch on CPU; using {onnx.path}"
     except (BackendError, OSError, RuntimeError, ValueError) as error:
-        net, info = load_checkpoint(checkpoint)
-        return TorchBackend(net, info, "cpu"), f"torch on CPU: ONNX Runtime not usable ({error})"
+        return _torch(checkpoint, "cpu"), f"torch on CPU: ONNX Runtime not usable ({error})"
 
 
 def load_backend(model: str, backend: str = "auto", device: str = "auto", *, batch: int = 1,
@@ -130,7 +170,10 @@ def load_backend(model: str, backend: str = "auto", device: str = "auto", *, bat
     file; returns it and a one-line reason for the choice."""
     if backend not in BACKENDS:
         raise BackendError(f"unknown backend {backend!r}; choose from {', '.join(BACKENDS)}")
-    pick_device(device)  # fail fast on a CUDA device this machine lacks
+    if device not in ("auto", "cpu"):
+        from .torch_backend import pick_device
+
+        pick_device(device)  # fail fast on a CUDA device this machine lacks
     path = Path(model)
     if path.suffix.lower() in (".onnx", ".engine"):
         return _from_file(path, backend, device)
@@ -142,17 +185,17 @@ def load_backend(model: str, backend: str = "auto", device: str = "auto", *, bat
         return chosen, f"onnx backend requested ({chosen.path})"
     if backend == "openvino":
         import_openvino()  # not installed: say so before exporting anything
-        from ..export.run import cache_onnx
 
-        chosen = OpenVinoBackend(cache_onnx(checkpoint, model_name(model), engines_dir), device)
+        chosen = OpenVinoBackend(onnx_file(model, checkpoint, engines_dir), device)
         return chosen, f"openvino backend requested ({chosen.path})"
     if backend == "tensorrt":
         engine, why_not = usable_engine(model, checkpoint, batch, engines_dir)
         if engine is None:
             raise BackendError(f"tensorrt backend requested, but {why_not}")
+        from .tensorrt_backend import TensorRTBackend
+
         return TensorRTBackend(engine, device), f"tensorrt backend requested ({engine})"
-    net, info = load_checkpoint(checkpoint)
-    chosen = TorchBackend(net, info, device)
+    chosen = _torch(checkpoint, device)
     return chosen, f"torch backend requested ({chosen.device})"
 
 

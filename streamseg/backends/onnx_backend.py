@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..checkpoint import CheckpointError, ModelInfo
+from ..checkpoint import CheckpointError, ModelInfo, file_sha256
 from .base import Backend, BackendError
 
 META_KEY = "streamseg"
@@ -83,6 +83,22 @@ def read_onnx_meta(path: str | Path) -> OnnxMeta:
 def has_labels_output(path: str | Path) -> bool:
     """Whether the file computes `labels` in its graph (exports from before issue 13 do not)."""
     return any(output.name == LABELS_NAME for output in _load_header(path).graph.output)
+
+
+def cached_onnx(checkpoint: Path, name: str, engines_dir: str | Path) -> Path | None:
+    """`engines_dir/NAME.onnx` when it is a current export of `checkpoint` (same
+    weights' hash, any frame size, in-graph labels), else None. Needs no torch:
+    a cached model runs with ONNX Runtime or OpenVINO alone."""
+    path = Path(engines_dir) / f"{name}.onnx"
+    if not path.is_file():
+        return None
+    try:
+        meta = read_onnx_meta(path)
+    except BackendError:
+        raise BackendError(f"{path} exists but is not a streamseg export of {name}; move it away, or pass "
+                           "the .onnx file itself as --model") from None
+    current = meta.source_sha256 == file_sha256(checkpoint) and meta.input_size is None
+    return path if current and has_labels_output(path) else None
 
 
 def _threads_per_core() -> int:

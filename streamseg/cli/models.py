@@ -4,15 +4,17 @@ from __future__ import annotations
 from typing import Any
 
 import click
-import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from ..checkpoint import shipped_weights
-from ..models import FAMILIES, PRESETS, build_model, default_options, list_models, resolve
 
 
 def describe(name: str, height: int = 360, width: int = 480) -> dict[str, Any]:
     """Parameters and GFLOPs (multiply-add = 2 FLOPs) of a model at H x W."""
+    import torch  # here, not at the top: `streamseg run` on ONNX needs no torch (cli/__init__ imports us)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from ..models import FAMILIES, build_model, default_options, resolve
+
     arch, options = resolve(name)
     options = {**default_options(arch), **options}  # the builder's defaults fill what a preset leaves out
     # On the meta device nothing is allocated or computed, yet shapes flow and
@@ -32,6 +34,8 @@ def describe(name: str, height: int = 360, width: int = 480) -> dict[str, Any]:
 @click.option("--all", "show_all", is_flag=True, help="Also list every architecture, not just the shipped presets.")
 def models(show_all: bool) -> None:
     """List models: family, backbone, parameters, GFLOPs at 360x480, shipped weights."""
+    from ..models import PRESETS, list_models
+
     names = list_models() if show_all else list(PRESETS)
     click.echo(f"{'name':<14} {'arch':<14} {'family':<8} {'backbone':<19} {'params':>8} {'GFLOPs':>7}  weights")
     for name in names:

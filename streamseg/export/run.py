@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backends.base import BackendError, labels_of
-from ..backends.onnx_backend import OnnxMeta, has_labels_output, read_onnx_meta
+from ..backends.base import labels_of
+from ..backends.onnx_backend import OnnxMeta, cached_onnx, read_onnx_meta
 from ..backends.tensorrt_backend import TensorRTBackend, tensorrt_missing
 from ..checkpoint import ModelInfo, load_checkpoint
 from .engine import build_engine
@@ -143,16 +143,11 @@ def cache_onnx(checkpoint: Path, name: str, engines_dir: str | Path, log: Log = 
     """The ONNX file `load_backend` runs on CPU: reused while it matches the
     checkpoint's hash, else exported (dynamic batch and size) and checked."""
     path = Path(engines_dir) / f"{name}.onnx"
-    sha = file_sha256(checkpoint)
+    if cached_onnx(checkpoint, name, engines_dir) is not None:
+        return path
     if path.is_file():
-        try:
-            meta = read_onnx_meta(path)
-            if meta.source_sha256 == sha and meta.input_size is None and has_labels_output(path):
-                return path
-        except BackendError:
-            raise BackendError(f"{path} exists but is not a streamseg export of {name}; move it away, or pass "
-                               "the .onnx file itself as --model") from None
         log(f"{path} is out of date for {checkpoint}; exporting it again")
+    sha = file_sha256(checkpoint)
     model, info = load_checkpoint(checkpoint)
     log(f"First use of {name} on CPU: exporting ONNX to {path} for ONNX Runtime (once; cached after)")
     try:
