@@ -1,173 +1,229 @@
-"""Does the threaded pipeline pay off, and does its memory stay flat?
+"""`streamseg run` against the outside: the runtimes alone, the CPU's limit, and a naive loop.
 
-Measured side by side in one run, with the same model and backend:
-- each stage alone (decode-only, inference-only, encode-only fps),
-- a naive sequential loop (decode one frame, infer, overlay, encode),
-- the threaded pipeline (`streamseg.pipeline.run`),
-- `streamseg run` in a subprocess on the sample and on a 10x longer clip
-  (the sample looped), for end-to-end fps and peak RSS.
+Printed in one run, on one clip of `--frames` frames (the sample looped):
+- each runtime's own network-only fps (ONNX Runtime / OpenVINO API, no
+  streamseg code; in-graph argmax included), all cores;
+- each stage's single-thread cost in ms/frame (decode, resize + normalise,
+  inference per runtime, label resize, blend, x264 `veryfast` as streamseg
+  encodes), measured with the libraries directly, one thread each;
+- the CPU limit of each runtime = cores / Σ(single-thread ms/frame of every stage);
+- the naive loop (benchmarks/naive_loop.py, its own process) and `streamseg run`
+  (its own process), end-to-end fps and peak RSS (wait4's ru_maxrss);
+- the ratios the issue-13 targets are about.
 
-Targets: pipeline >= 1.5x the naive loop, >= 0.85x the slowest stage alone,
-peak RSS growth <= 10% for 10x the frames. Without shipped weights a
-random-init `deeplab` preset checkpoint is used (speed does not depend on
-the weights). On a shared machine the numbers move with the load: compare
-the ratios, which are measured minutes apart, not the absolute fps.
+Speed claims live here, never in tests. On a shared machine compare ratios,
+not absolute fps; prefix with `taskset -c N` to pin it.
 
-Thread pools that spin while waiting (libgomp under torch, ONNX Runtime's
-intra-op pool) burn the cores the other stages need: on the shared 2-core
-box, `OMP_WAIT_POLICY=PASSIVE` made the torch path 4-6x faster for a small
-model and turned the pipeline from 0.6x into 2.3x the naive loop; turning
-off ONNX Runtime's `session.intra_op.allow_spinning` gave +30-75%. The
-header line prints the setting each run used.
-
-    python benchmarks/pipeline.py [--model deeplab] [--backend auto] [--batch 1]
+    python benchmarks/pipeline.py [--model deeplab] [--frames 600] [--backend auto] [--seconds 2]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
+import onnxruntime as ort
 
-from streamseg.backends import BACKENDS, Backend, load_backend
+from streamseg.backends import BACKENDS, load_backend, onnx_file, resolve_checkpoint
+from streamseg.backends.onnx_backend import physical_cores, read_onnx_meta
+from streamseg.backends.openvino_backend import native_bf16
 from streamseg.checkpoint import ModelInfo, save_checkpoint, shipped_weights
-from streamseg.encode import VideoWriter
-from streamseg.models import PRESETS
-from streamseg.overlay import Renderer
-from streamseg.pipeline import PipelineConfig, run
-from streamseg.postprocess import Postprocessor
-from streamseg.preprocess import Preprocessor
-from streamseg.source import open_source
 
-SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "camseq01.mp4"
+HERE = Path(__file__).resolve().parent
+SAMPLE = HERE.parent / "samples" / "camseq01.mp4"
+MEAN, STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
+
+
+def lscpu() -> tuple[str, str]:
+    """(model name, flags) as lscpu prints them."""
+    try:
+        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown CPU", ""
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return fields.get("Model name", "?").strip(), fields.get("Flags", "").strip()
 
 
 def checkpoint_for(model: str, folder: Path) -> str:
-    """The shipped weights, a given file, or a random-init preset checkpoint written to `folder`."""
-    if model not in PRESETS or shipped_weights(model) is not None:
+    """The shipped weights, a given file, or a random-init preset checkpoint (speed does not depend on weights)."""
+    if Path(model).suffix:
+        return str(Path(model).resolve())  # the child processes run in the scratch folder
+    if shipped_weights(model) is not None:
         return model
     info = ModelInfo.for_model(model)
     return str(save_checkpoint(folder / f"{model}.safetensors", info.build(), info))
 
 
-def loop_clip(source: Path, output: Path, times: int) -> Path:
-    """Concatenate `times` copies of `source` by remuxing packets (no re-encode), timestamps shifted."""
-    with av.open(str(source)) as probe:
-        stream = probe.streams.video[0]
-        span = stream.duration or int(stream.frames / stream.average_rate / stream.time_base)
+def make_clip(sample: Path, frames: int, output: Path) -> Path:
+    """Exactly `frames` frames of `sample`, looped and re-encoded (setup, not timed)."""
+    with av.open(str(sample)) as probe:
+        images = [f.to_ndarray(format="rgb24") for f in probe.decode(video=0)]
+        rate = probe.streams.video[0].average_rate or 30
     with av.open(str(output), "w") as out:
-        for copy in range(times):
-            with av.open(str(source)) as inp:
-                if copy == 0:
-                    target = out.add_stream_from_template(inp.streams.video[0])
-                for packet in inp.demux(video=0):
-                    if packet.dts is None:
-                        continue
-                    packet.pts += copy * span
-                    packet.dts += copy * span
-                    packet.stream = target
-                    out.mux(packet)
+        stream = out.add_stream("libx264", rate=rate, options={"crf": "18", "preset": "veryfast"})
+        stream.height, stream.width = images[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        for i in range(frames):
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(images[i % len(images)], format="rgb24")))
+        out.mux(stream.encode(None))
     return output
 
 
-def decoded_frames(path: Path) -> list:
-    source = open_source(str(path))
-    frames = list(source.frames())
-    source.close()
-    return frames
+def fps_of(work, seconds: float) -> float:
+    """Calls per second of `work` over about `seconds` (at least 3 calls), after one warm-up call."""
+    work()
+    start, calls = time.perf_counter(), 0
+    while calls < 3 or time.perf_counter() - start < seconds:
+        work()
+        calls += 1
+    return calls / (time.perf_counter() - start)
 
 
-def in_thread(work, *args):
-    """Run `work(*args)` on a fresh thread and return its result.
-
-    Every measurement runs off the main thread, as the pipeline's inference
-    stage does: on an oversubscribed CPU, torch's OpenMP pool called from the
-    main thread was seen to run a small model 10-20x slower than from any
-    other thread, which would flatter the pipeline against the naive loop.
-    """
-    result: list = []
-    thread = threading.Thread(target=lambda: result.append(work(*args)))
-    thread.start()
-    thread.join()
-    return result[0]
+def ort_session(path: Path, threads: int):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def rate(count: int, seconds: float) -> float:
-    return count / seconds if seconds > 0 else float("inf")
+def ov_request(path: Path, size: tuple[int, int], threads: int | None, precision: str):
+    import openvino as ov
+    import openvino.properties as props
+    import openvino.properties.hint as hints
+
+    core = ov.Core()
+    model = core.read_model(str(path))
+    model.reshape({model.inputs[0].get_any_name(): [1, 3, *size]})
+    config = {hints.performance_mode: hints.PerformanceMode.LATENCY,
+              hints.inference_precision: ov.Type.bf16 if precision == "bf16" else ov.Type.f32}
+    if threads:
+        config[props.inference_num_threads] = threads
+    compiled = core.compile_model(model, "CPU", config)
+    request, port = compiled.create_infer_request(), compiled.output("labels")
+    return lambda x: request.infer({0: x})[port]
 
 
-def stage_rates(path: Path, backend: Backend, batch: int, folder: Path) -> dict[str, float]:
-    """Each stage alone over the whole clip, one after the other."""
+def runtimes(path: Path, size: tuple[int, int], threads: int | None) -> dict:
+    """name → `predict(x)` built with each runtime's own API; threads None: every usable core
+    (ORT: one per physical core, spinning on as by default; OpenVINO: its LATENCY default)."""
+    session = ort_session(path, threads or physical_cores())
+    found = {"onnx": lambda x: session.run(["labels"], {"images": x})[0]}
+    try:
+        found["openvino"] = ov_request(path, size, threads, "fp32")
+        if native_bf16():
+            found["openvino-bf16"] = ov_request(path, size, threads, "bf16")
+    except ImportError:
+        pass
+    return found
+
+
+def stage_costs(clip: Path, path: Path, size: tuple[int, int], count: int, seconds: float) -> dict[str, float]:
+    """Single-thread ms/frame of every stage, each library told to use one thread."""
+    cv2.setNumThreads(1)
+    costs: dict[str, float] = {}
+    with av.open(str(clip)) as source:
+        source.streams.video[0].thread_count = 1
+        start = time.perf_counter()
+        images = [f.to_ndarray(format="rgb24") for _, f in zip(range(count), source.decode(video=0))]
+        costs["decode"] = 1e3 * (time.perf_counter() - start) / len(images)
+    height, width = size
     start = time.perf_counter()
-    frames = decoded_frames(path)
-    rates = {"decode": rate(len(frames), time.perf_counter() - start)}
-    preprocess, postprocess = Preprocessor(backend.info), Postprocessor(backend.info.input_size)
-    tensors = [preprocess(f.image) for f in frames]
-    backend.predict(np.stack(tensors[:batch]))  # warm-up
+    tensors = [np.ascontiguousarray(((cv2.resize(im, (width, height), interpolation=cv2.INTER_AREA)
+                                      .astype(np.float32) / 255 - MEAN) / STD).transpose(2, 0, 1)[None])
+               for im in images]
+    costs["preprocess"] = 1e3 * (time.perf_counter() - start) / len(images)
+    for name, predict in runtimes(path, size, threads=1).items():
+        costs[f"inference {name}"] = 1e3 / fps_of(lambda p=predict: p(tensors[0]), seconds)
+    labels = runtimes(path, size, threads=1)["onnx"](tensors[0])[0]
     start = time.perf_counter()
-    labels = []
-    for i in range(0, len(tensors), batch):
-        labels.extend(backend.predict(np.stack(tensors[i:i + batch])))
-    rates["inference"] = rate(len(frames), time.perf_counter() - start)
-    renderer = Renderer(backend.info)
+    full = [cv2.resize(labels, (im.shape[1], im.shape[0]), interpolation=cv2.INTER_NEAREST) for im in images]
+    costs["postprocess"] = 1e3 * (time.perf_counter() - start) / len(images)
+    palette = np.random.default_rng(0).integers(0, 256, (256, 3), dtype=np.uint8)
     start = time.perf_counter()
-    images = [renderer(f.image, postprocess(small, f.image.shape[:2]), "0.0 fps")
-              for f, small in zip(frames, labels, strict=True)]
-    rates["postprocess+render"] = rate(len(frames), time.perf_counter() - start)
-    writer = VideoWriter(folder / "encode_only.mp4")
-    start = time.perf_counter()
-    for frame, image in zip(frames, images, strict=True):
-        writer.write(frame, image)
-    writer.close()
-    rates["encode"] = rate(len(frames), time.perf_counter() - start)
-    return rates
+    blended = [cv2.addWeighted(im, 0.5, palette[lab], 0.5, 0.0) for im, lab in zip(images, full)]
+    costs["render"] = 1e3 * (time.perf_counter() - start) / len(images)
+    costs["encode"] = encode_cost(blended, clip.parent / "encode_only.mp4")
+    return costs
 
 
-def naive_loop(path: Path, backend: Backend, output: Path) -> float:
-    """The loop people write first: one frame at a time, every stage on one thread."""
-    preprocess, postprocess = Preprocessor(backend.info), Postprocessor(backend.info.input_size)
-    renderer = Renderer(backend.info)
-    source = open_source(str(path))
-    writer = VideoWriter(output, rate=source.info.rate)
-    start, count = time.perf_counter(), 0
-    for frame in source.frames():
-        small = backend.predict(preprocess(frame.image)[None])[0]
-        writer.write(frame, renderer(frame.image, postprocess(small, frame.image.shape[:2]), "0.0 fps"))
-        count += 1
-    writer.close()
-    source.close()
-    return rate(count, time.perf_counter() - start)
+def encode_cost(images: list[np.ndarray], output: Path) -> float:
+    with av.open(str(output), "w") as out:
+        stream = out.add_stream("libx264", rate=30, options={"preset": "veryfast", "crf": "23", "threads": "1"})
+        stream.height, stream.width = images[0].shape[:2]
+        stream.pix_fmt = "yuv420p"
+        start = time.perf_counter()
+        for image in images:
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        out.mux(stream.encode(None))
+        return 1e3 * (time.perf_counter() - start) / len(images)
 
 
-def threaded_pipeline(path: Path, backend: Backend, batch: int, output: Path) -> float:
-    source = open_source(str(path))
-    writer = VideoWriter(output, rate=source.info.rate)
-    start = time.perf_counter()
-    stats = run(source, backend, writer, PipelineConfig(batch=batch), progress=False)
-    source.close()
-    return rate(stats.frames, time.perf_counter() - start)
+# Linux carries a process's peak RSS across exec, so a child forked from this
+# (torch-laden) process would report our peak, not its own. A small launcher
+# forks the measured command from itself and reports the peak like GNU time -f %M.
+LAUNCHER = """import os, sys
+pid = os.fork()
+if pid == 0:
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(f"PEAK_RSS_KIB {usage.ru_maxrss}", file=sys.stderr)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
 
 
-def cli_run(path: Path, model: str, backend: str, batch: int, folder: Path) -> tuple[float, float]:
-    """`streamseg run` in a child process → (end-to-end fps, peak RSS in MiB)."""
-    stats = folder / f"{path.stem}.json"
-    command = [sys.executable, "-c", "from streamseg.cli import main; main()", "run", str(path), "-m", model,
-               "--backend", backend, "--batch", str(batch), "-o", str(folder / f"{path.stem}_cli.mp4"),
-               "--overwrite", "--no-progress", "--stats-json", str(stats)]
-    child = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
-    if status != 0:
-        raise SystemExit(f"streamseg run failed: {child.stderr.read().decode()[-2000:]}")
-    return json.loads(stats.read_text())["fps_end_to_end"], usage.ru_maxrss / 1024  # Linux: KiB
+def child(command: list[str], cwd: Path) -> tuple[str, str, float]:
+    """Run a process → (stdout, stderr, its peak RSS in MiB); exits the benchmark when it fails."""
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, *command], cwd=cwd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:4])} … failed:\n{done.stderr[-2000:]}")
+    peak = next(line for line in done.stderr.splitlines() if line.startswith("PEAK_RSS_KIB "))
+    return done.stdout, done.stderr, int(peak.split()[1]) / 1024
+
+
+def streamseg_run(clip: Path, model: str, backend: str, batch: int, folder: Path) -> tuple[dict, str, float]:
+    stats = folder / "run.json"
+    command = [sys.executable, "-c", "from streamseg.cli import main; main()", "run", str(clip), "-m", model,
+               "--backend", backend, "--batch", str(batch), "-o", str(folder / "run.mp4"), "--overwrite",
+               "--no-progress", "--stats-json", str(stats)]
+    _, stderr, rss = child(command, folder)
+    chosen = next((line.split("backend: ", 1)[1].split()[0] for line in stderr.splitlines()
+                   if line.startswith("backend: ")), "?")
+    return json.loads(stats.read_text()), chosen, rss
+
+
+def report(cpu: tuple[str, str], raw: dict, costs: dict, naive: tuple[dict, float], run: tuple[dict, str, float],
+           cores: int) -> None:
+    print(f"CPU: {cpu[0]}; {cores} cores usable\nflags: {cpu[1]}")
+    print("\nruntime alone, network-only (in-graph argmax), all cores, batch 1:")
+    for name, fps in raw.items():
+        print(f"  {name:<16} {fps:7.1f} fps")
+    print("\nsingle-thread cost, ms/frame:")
+    for name, ms in costs.items():
+        print(f"  {name:<24} {ms:7.1f}")
+    others = sum(ms for name, ms in costs.items() if not name.startswith("inference"))
+    limits = {name.split(" ", 1)[1]: 1e3 * cores / (others + ms) for name, ms in costs.items()
+              if name.startswith("inference")}
+    for name, fps in limits.items():
+        print(f"  CPU limit with {name:<10} {fps:7.1f} fps  (= {cores} cores / {others + costs[f'inference {name}']:.1f} ms)")
+    (naive_out, naive_rss), (stats, chosen, run_rss) = naive, run
+    fps = stats["fps_end_to_end"]
+    print(f"\nnaive loop (own process):    {naive_out['fps']:7.2f} fps, peak RSS {naive_rss:6.0f} MiB")
+    print(f"streamseg run ({chosen}):{' ' * max(1, 13 - len(chosen))}{fps:7.2f} fps, peak RSS {run_rss:6.0f} MiB, "
+          f"inference stage {stats['fps_network']:.1f} fps")
+    print("\nratios (issue 13 targets):")
+    print(f"  run / naive loop            {fps / naive_out['fps']:5.2f}x   (>= 2.0)")
+    if chosen in limits:
+        print(f"  run / CPU limit ({chosen})     {fps / limits[chosen]:5.2f}x   (>= 0.85)")
+    if chosen in raw:
+        print(f"  inference stage / raw {chosen} {stats['fps_network'] / raw[chosen]:5.2f}x   (>= 0.9)")
+    print(f"  peak RSS run / naive        {run_rss / naive_rss:5.2f}x   (<= 1.5)")
 
 
 def main() -> None:
@@ -175,40 +231,30 @@ def main() -> None:
     parser.add_argument("--model", default="deeplab")
     parser.add_argument("--backend", default="auto", choices=BACKENDS)
     parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--clip", type=Path, default=SAMPLE)
-    parser.add_argument("--loops", type=int, default=10, help="length of the long clip, in copies of --clip")
-    parser.add_argument("--repeat", type=int, default=3, help="interleaved repeats of the in-process measurements")
+    parser.add_argument("--frames", type=int, default=600, help="length of the clip (the sample looped)")
+    parser.add_argument("--seconds", type=float, default=2.0, help="timing per runtime / single-thread inference")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="streamseg-bench-"))
-    model = checkpoint_for(args.model, folder)
-    backend, reason = load_backend(model, args.backend, "auto", batch=args.batch, engines_dir=folder / "engines")
-    print(f"model {args.model} ({model}), backend {backend.describe()}: {reason}; {os.cpu_count()} CPUs; "
-          f"load average {os.getloadavg()[0]:.1f}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '(unset)')}")
-
-    # Interleaved repeats, best of each: other jobs' load comes and goes, and the best run of
-    # each variant is the one least disturbed by it.
-    stages: dict[str, float] = {}
-    naive = threaded = 0.0
-    for _ in range(args.repeat):
-        for name, fps in in_thread(stage_rates, args.clip, backend, args.batch, folder).items():
-            stages[name] = max(stages.get(name, 0.0), fps)
-        naive = max(naive, in_thread(naive_loop, args.clip, backend, folder / "naive.mp4"))
-        threaded = max(threaded, in_thread(threaded_pipeline, args.clip, backend, args.batch, folder / "threaded.mp4"))
-    slowest = min(stages, key=stages.get)
-    print(f"best of {args.repeat} interleaved runs each:")
-    print("stage alone fps: " + ", ".join(f"{name} {fps:.1f}" for name, fps in stages.items()))
-    print(f"naive sequential loop: {naive:.2f} fps")
-    print(f"threaded pipeline:     {threaded:.2f} fps = {threaded / naive:.2f}x naive (target >= 1.5), "
-          f"{threaded / stages[slowest]:.2f}x the slowest stage alone, {slowest} (target >= 0.85)")
-
-    long_clip = loop_clip(args.clip, folder / f"{args.clip.stem}_x{args.loops}.mp4", args.loops)
-    engines_model = model  # the child finds the cached ONNX through its working folder
-    fps_short, rss_short = cli_run(args.clip, engines_model, args.backend, args.batch, folder)
-    fps_long, rss_long = cli_run(long_clip, engines_model, args.backend, args.batch, folder)
-    print(f"streamseg run: {fps_short:.2f} fps on {args.clip.name}, {fps_long:.2f} fps on {long_clip.name}")
-    print(f"peak RSS: {rss_short:.0f} MiB vs {rss_long:.0f} MiB for {args.loops}x the frames: "
-          f"{100 * (rss_long / rss_short - 1):+.1f}% (target <= +10%); load average {os.getloadavg()[0]:.1f}")
-    shutil.rmtree(folder, ignore_errors=True)
+    try:
+        model = checkpoint_for(args.model, folder)
+        path = onnx_file(model, resolve_checkpoint(model), folder / "engines")  # setup: export once
+        size = tuple(read_onnx_meta(path).info.input_size)
+        _, reason = load_backend(model, args.backend, batch=args.batch, engines_dir=folder / "engines")
+        print(f"model {args.model}: {path.name}, {size[0]}x{size[1]}; --backend {args.backend}: {reason}")
+        clip = make_clip(SAMPLE, args.frames, folder / f"clip{args.frames}.mp4")
+        x = np.random.default_rng(0).standard_normal((1, 3, *size)).astype(np.float32)
+        raw = {name: fps_of(lambda p=predict: p(x), args.seconds)
+               for name, predict in runtimes(path, size, None).items()}
+        costs = stage_costs(clip, path, size, min(args.frames, 60), args.seconds)
+        naive_command = [sys.executable, str(HERE / "naive_loop.py"), str(path), str(clip), str(folder / "naive.mp4"),
+                         str(size[0]), str(size[1])]
+        stdout, _, naive_rss = child(naive_command, folder)
+        run = streamseg_run(clip, model, args.backend, args.batch, folder)
+        report(lscpu(), raw, costs, (json.loads(stdout.splitlines()[-1]), naive_rss), run, physical_cores())
+    finally:
+        if not args.keep:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
