@@ -180,7 +180,7 @@ sys.exit(os.waitstatus_to_exitcode(status))
 
 def child(command: list[str], cwd: Path) -> tuple[str, str, float]:
     """Run a process → (stdout, stderr, its peak RSS in MiB); exits the benchmark when it fails."""
-    done = subprocess.run([sys.executable, "-c", LAUNCHER, *command], cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", LAUNCHER, *command], cwd=cwd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command[:4])} … failed:\n{done.stderr[-2000:]}")
     peak = next(line for line in done.stderr.splitlines() if line.startswith("PEAK_RSS_KIB "))

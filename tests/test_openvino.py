@@ -18,7 +18,7 @@ from streamseg.export.run import cache_onnx
 
 pytest.importorskip("openvino")
 SIZE = (48, 64)
-AVX2_ONLY = frozenset("fpu sse sse2 avx avx2 fma".split())
+AVX2_ONLY = frozenset({"fpu", "sse", "sse2", "avx", "avx2", "fma"})
 SAPPHIRE_RAPIDS = AVX2_ONLY | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
 
 

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backends.onnx_backend import INPUT_NAME, LABELS_NAME, META_KEY, OUTPUT_NAME, OnnxBackend, OnnxMeta
 from ..backends.base import labels_of
+from ..backends.onnx_backend import INPUT_NAME, LABELS_NAME, META_KEY, OUTPUT_NAME, OnnxBackend, OnnxMeta
 from ..checkpoint import atomic_write, file_sha256  # noqa: F401 — file_sha256 re-exported (its old home)
 
 
