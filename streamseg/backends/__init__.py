@@ -1,8 +1,10 @@
 """Inference backends behind one interface, and the choice between them.
 
-`auto` prefers, in order: a usable TensorRT engine → torch on CUDA → ONNX
-Runtime on CPU (exporting and caching the ONNX in `engines/` on first use)
-→ torch on CPU. The reason string says why the winner won.
+`auto` prefers, in order: a usable TensorRT engine → torch on CUDA → the
+fastest CPU runtime for the exported ONNX (ONNX Runtime / OpenVINO, each
+precision the CPU has, timed once on this machine and cached: see
+`autochoice`; the ONNX is exported to `engines/` on first use) → torch on
+CPU. The reason string says why the winner won.
 
 torch is imported only where a choice needs it (a CUDA device, the torch or
 TensorRT backend, an export): running a cached or given ONNX file with ONNX
@@ -10,11 +12,13 @@ Runtime or OpenVINO keeps torch out of the process.
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from ..checkpoint import CheckpointError, file_sha256, load_checkpoint, shipped_weights
 from .base import Backend, BackendError
-from .onnx_backend import OnnxBackend, cached_onnx
+from .autochoice import choose_cpu_backend
+from .onnx_backend import OnnxBackend, cached_onnx, physical_cores
 from .openvino_backend import OpenVinoBackend, import_openvino
 
 PRESETS = ("fcn", "unet", "deeplab")  # streamseg.models.PRESETS' keys, without importing the zoo (and torch)
@@ -104,7 +108,7 @@ def _cuda_ok(device: str) -> bool:
     return torch.cuda.is_available()
 
 
-def _from_file(path: Path, backend: str, device: str) -> tuple[Backend, str]:
+def _from_file(path: Path, backend: str, device: str, batch: int) -> tuple[Backend, str]:
     """An exported file decides its own backend (an ONNX file also runs in OpenVINO)."""
     kind = "onnx" if path.suffix.lower() == ".onnx" else "tensorrt"
     allowed = ("auto", "onnx", "openvino") if kind == "onnx" else ("auto", "tensorrt")
@@ -114,6 +118,8 @@ def _from_file(path: Path, backend: str, device: str) -> tuple[Backend, str]:
     if backend == "openvino":
         chosen: Backend = OpenVinoBackend(path, device)
         return chosen, "openvino backend requested"
+    if kind == "onnx" and backend == "auto" and not _cuda_ok(device):
+        return choose_cpu_backend(path, threads=physical_cores(), batch=batch, log=_stderr)
     if kind == "onnx":
         chosen = OnnxBackend(path, device)
         return chosen, f"{path.name} is an ONNX file → ONNX Runtime on {chosen.device}"
@@ -157,11 +163,14 @@ def _auto(model: str, checkpoint: Path, device: str, batch: int, engines_dir: st
     if _cuda_ok(device):
         return _torch(checkpoint, device), f"torch on CUDA: {why_not_trt}"
     try:
-        onnx = _onnx_for(model, checkpoint, engines_dir)
-        why = "CPU requested" if device == "cpu" else "no CUDA device"
-        return onnx, f"{why}; ONNX Runtime is faster than torch on CPU; using {onnx.path}"
+        path = onnx_file(model, checkpoint, engines_dir)
     except (BackendError, OSError, RuntimeError, ValueError) as error:
-        return _torch(checkpoint, "cpu"), f"torch on CPU: ONNX Runtime not usable ({error})"
+        return _torch(checkpoint, "cpu"), f"torch on CPU: no ONNX export ({error})"
+    return choose_cpu_backend(path, threads=physical_cores(), batch=batch, log=_stderr)
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
 
 
 def load_backend(model: str, backend: str = "auto", device: str = "auto", *, batch: int = 1,
@@ -176,7 +185,7 @@ def load_backend(model: str, backend: str = "auto", device: str = "auto", *, bat
         pick_device(device)  # fail fast on a CUDA device this machine lacks
     path = Path(model)
     if path.suffix.lower() in (".onnx", ".engine"):
-        return _from_file(path, backend, device)
+        return _from_file(path, backend, device, batch)
     checkpoint = resolve_checkpoint(model)
     if backend == "auto":
         return _auto(model, checkpoint, device, batch, engines_dir)
