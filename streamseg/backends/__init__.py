@@ -16,8 +16,8 @@ import sys
 from pathlib import Path
 
 from ..checkpoint import CheckpointError, file_sha256, load_checkpoint, shipped_weights
-from .base import Backend, BackendError
 from .autochoice import choose_cpu_backend
+from .base import Backend, BackendError
 from .onnx_backend import OnnxBackend, cached_onnx, physical_cores
 from .openvino_backend import OpenVinoBackend, import_openvino
 
