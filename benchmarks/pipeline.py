@@ -36,6 +36,7 @@ from streamseg.backends import BACKENDS, load_backend, onnx_file, resolve_checkp
 from streamseg.backends.onnx_backend import physical_cores, read_onnx_meta
 from streamseg.backends.openvino_backend import native_bf16
 from streamseg.checkpoint import ModelInfo, save_checkpoint, shipped_weights
+from streamseg.threads import plan_threads
 
 HERE = Path(__file__).resolve().parent
 SAMPLE = HERE.parent / "samples" / "camseq01.mp4"
@@ -242,6 +243,7 @@ def main() -> None:
         size = tuple(read_onnx_meta(path).info.input_size)
         _, reason = load_backend(model, args.backend, batch=args.batch, engines_dir=folder / "engines")
         print(f"model {args.model}: {path.name}, {size[0]}x{size[1]}; --backend {args.backend}: {reason}")
+        print(f"streamseg's thread plan: {plan_threads()}")
         clip = make_clip(SAMPLE, args.frames, folder / f"clip{args.frames}.mp4")
         x = np.random.default_rng(0).standard_normal((1, 3, *size)).astype(np.float32)
         raw = {name: fps_of(lambda p=predict: p(x), args.seconds)

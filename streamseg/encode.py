@@ -35,6 +35,7 @@ class EncodeConfig:
     preset: str = "veryfast"   # keeps encoding well below inference time on a small CPU
     pix_fmt: str = "yuv420p"   # the only chroma layout every player decodes
     audio: bool = True         # copy the source's audio stream unchanged
+    threads: int = 0           # x264/x265 threads; 0: the encoder's default (1.5x the cores), see threads.py
 
 
 def check_codec(name: str) -> None:
@@ -135,6 +136,8 @@ class VideoWriter:
             raise EncodeError(f"cannot write {self.path}: {error}") from None
         options = {"crf": str(self.config.crf), "preset": self.config.preset} \
             if self.config.codec in CRF_CODECS else {}
+        if self.config.threads and self.config.codec in CRF_CODECS:
+            options["threads"] = str(self.config.threads)
         stream = self.container.add_stream(self.config.codec, rate=self.rate, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, self.config.pix_fmt
         # Keep the source's time base so its pts go through unchanged (1/1000 when none).

@@ -33,6 +33,7 @@ from .postprocess import Postprocessor, save_mask
 from .preprocess import PreprocessConfig, Preprocessor
 from .source import SourceError, VideoSource, open_source
 from .stats import RunStats, StageTimer
+from .threads import apply_opencv_threads, plan_threads
 
 T = TypeVar("T")
 _END = object()
@@ -170,6 +171,7 @@ def segment_frames(source: VideoSource | str, backend: Backend | str, config: Pi
     `source` and `backend` may be objects or what `open_source` / `load_backend`
     take. `stop` ends reading gracefully: frames already decoded still come out.
     """
+    apply_opencv_threads(plan_threads())  # one cv2 thread per call: every stage already has its own thread
     owned = isinstance(source, str)  # opened here, so closed here
     source = open_source(source) if owned else source
     backend = load_backend(backend)[0] if isinstance(backend, str) else backend

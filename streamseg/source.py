@@ -19,6 +19,7 @@ import av
 import cv2
 
 from .decode import DecodeReport, Frame, decode_frames
+from .threads import plan_threads
 
 # Network streams that play in real time: the runner keeps only the newest frame.
 LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "udp", "rtp", "srt", "tcp")
@@ -80,6 +81,7 @@ class FileSource:
             self.container.close()
             raise SourceError(f"cannot decode {location}: no decoder for its video codec (corrupt or unsupported)")
         self.stream.thread_type = "AUTO"  # frame + slice threads: decoding overlaps the rest
+        self.stream.thread_count = plan_threads().decode  # not one per core: see threads.py
         self.info = self._describe(live)
 
     def _describe(self, live: bool) -> VideoInfo:

@@ -18,7 +18,8 @@ from pathlib import Path
 from ..checkpoint import CheckpointError, file_sha256, load_checkpoint, shipped_weights
 from .autochoice import choose_cpu_backend
 from .base import Backend, BackendError
-from .onnx_backend import OnnxBackend, cached_onnx, physical_cores
+from ..threads import plan_threads
+from .onnx_backend import OnnxBackend, cached_onnx
 from .openvino_backend import OpenVinoBackend, import_openvino
 
 PRESETS = ("fcn", "unet", "deeplab")  # streamseg.models.PRESETS' keys, without importing the zoo (and torch)
@@ -119,7 +120,7 @@ def _from_file(path: Path, backend: str, device: str, batch: int) -> tuple[Backe
         chosen: Backend = OpenVinoBackend(path, device)
         return chosen, "openvino backend requested"
     if kind == "onnx" and backend == "auto" and not _cuda_ok(device):
-        return choose_cpu_backend(path, threads=physical_cores(), batch=batch, log=_stderr)
+        return choose_cpu_backend(path, threads=plan_threads().inference, batch=batch, log=_stderr)
     if kind == "onnx":
         chosen = OnnxBackend(path, device)
         return chosen, f"{path.name} is an ONNX file → ONNX Runtime on {chosen.device}"
@@ -166,7 +167,7 @@ def _auto(model: str, checkpoint: Path, device: str, batch: int, engines_dir: st
         path = onnx_file(model, checkpoint, engines_dir)
     except (BackendError, OSError, RuntimeError, ValueError) as error:
         return _torch(checkpoint, "cpu"), f"torch on CPU: no ONNX export ({error})"
-    return choose_cpu_backend(path, threads=physical_cores(), batch=batch, log=_stderr)
+    return choose_cpu_backend(path, threads=plan_threads().inference, batch=batch, log=_stderr)
 
 
 def _stderr(message: str) -> None:

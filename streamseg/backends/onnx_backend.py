@@ -12,7 +12,6 @@ onnxruntime build has them.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 
 from .. import __version__
 from ..checkpoint import CheckpointError, ModelInfo, file_sha256
+from ..threads import physical_cores, plan_threads  # noqa: F401 — physical_cores re-exported (its old home)
 from .base import Backend, BackendError
 
 META_KEY = "streamseg"
@@ -101,25 +101,6 @@ def cached_onnx(checkpoint: Path, name: str, engines_dir: str | Path) -> Path | 
     return path if current and has_labels_output(path) else None
 
 
-def _threads_per_core() -> int:
-    try:
-        siblings = Path("/sys/devices/system/cpu/cpu0/topology/thread_siblings_list").read_text().strip()
-        return max(1, sum(int(last) - int(first) + 1 if last else 1
-                          for first, _, last in (part.partition("-") for part in siblings.split(","))))
-    except (OSError, ValueError):
-        return 1
-
-
-def physical_cores() -> int:
-    """Cores this process may use, counting each physical core once.
-
-    ONNX Runtime's default spins one thread per logical CPU; with SMT that
-    oversubscribes the FPU units and is slower for convolutions.
-    """
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, usable // _threads_per_core())
-
-
 def pick_providers(device: str) -> tuple[list[str], str]:
     """Execution providers for `device` ('auto', 'cpu', 'cuda') → (providers, device name)."""
     import onnxruntime as ort
@@ -142,7 +123,7 @@ def make_session(path: str | Path, device: str = "auto", threads: int | None = N
 
     providers, device_name = pick_providers(device)
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or physical_cores()
+    options.intra_op_num_threads = threads or plan_threads().inference
     options.inter_op_num_threads = 1  # our graphs are one chain; parallelism is inside the ops
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     # Idle ORT threads spin by default; in our pipeline that spinning steals the
@@ -166,7 +147,7 @@ class OnnxBackend(Backend):
         self.session, self.device = make_session(self.path, device, threads)
         self.meta = parse_meta(self.session.get_modelmeta().custom_metadata_map, self.path)
         self.info = self.meta.info
-        self.threads = threads or physical_cores()
+        self.threads = threads or plan_threads().inference
         self.input_name = self.session.get_inputs()[0].name
         batch_dim = self.session.get_inputs()[0].shape[0]
         self.max_batch = batch_dim if isinstance(batch_dim, int) else None  # symbolic: any batch

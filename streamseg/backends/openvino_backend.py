@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from .base import Backend, BackendError
-from .onnx_backend import LABELS_NAME, OUTPUT_NAME, physical_cores, read_onnx_meta
+from ..threads import plan_threads
+from .onnx_backend import LABELS_NAME, OUTPUT_NAME, read_onnx_meta
 
 INSTALL_HINT = "pip install 'streamseg[openvino]' (or `pip install openvino`)"
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -81,7 +82,7 @@ class OpenVinoBackend(Backend):
         self.info, self.device = self.meta.info, "cpu"
         self.size = tuple(self.meta.input_size or self.info.input_size)
         self.precision = pick_precision(precision)
-        self.threads = threads or physical_cores()
+        self.threads = threads or plan_threads().inference
         self.core = ov.Core()
         self.config = self._config(ov)
         outputs = self._read().outputs

@@ -26,6 +26,7 @@ from ..pipeline import PipelineConfig, run
 from ..preprocess import ASPECTS, PreprocessConfig
 from ..source import SourceError, VideoSource, expand_sources, open_source
 from ..stats import RunStats, format_summary
+from ..threads import plan_threads
 from ..webcam import DisplayError, check_display, run_webcam
 
 # x264's and x265's presets: a typo would otherwise surface as "Invalid argument" after the model loaded.
@@ -82,7 +83,8 @@ def build_configs(options: dict, batch: int = 1, save_masks: Path | None = None)
     colors = tuple((c.name, c.rgb) for c in load_label_colors(options["palette"])) if options["palette"] else ()
     overlay = OverlayConfig(options["view"], options["alpha"], options["legend"], classes, options["info_line"], colors)
     pipeline = PipelineConfig(PreprocessConfig(options["aspect"]), overlay, batch, save_masks=save_masks)
-    encode = EncodeConfig(options["codec"], options["crf"], options["preset"], audio=options.get("audio", True))
+    encode = EncodeConfig(options["codec"], options["crf"], options["preset"], audio=options.get("audio", True),
+                          threads=plan_threads().encode)
     return pipeline, encode
 
 
