@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 
 from ..checkpoint import CheckpointError, file_sha256, load_checkpoint, shipped_weights
+from ..threads import plan_threads
 from .autochoice import choose_cpu_backend
 from .base import Backend, BackendError
-from ..threads import plan_threads
 from .onnx_backend import OnnxBackend, cached_onnx
 from .openvino_backend import OpenVinoBackend, import_openvino
 

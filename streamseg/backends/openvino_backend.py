@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Backend, BackendError
 from ..threads import plan_threads
+from .base import Backend, BackendError
 from .onnx_backend import LABELS_NAME, OUTPUT_NAME, read_onnx_meta
 
 INSTALL_HINT = "pip install 'streamseg[openvino]' (or `pip install openvino`)"
