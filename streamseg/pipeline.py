@@ -134,9 +134,9 @@ class Stages:
         self.backend, self.config, self.stats, self.batch, self.renderer = backend, config, stats, batch, renderer
         self.preprocess = Preprocessor(backend.info, config.preprocess)
         self.postprocess = Postprocessor(backend.info.input_size, config.preprocess.aspect)
-        # Backends with a batch limit may be exported for exactly that batch (static ONNX):
-        # the last, partial batch is padded to the full size and the extra rows dropped.
-        self.pad_to = batch if backend.max_batch is not None else None
+        # Only a backend whose smallest batch exceeds the last, partial batch (a static ONNX,
+        # an engine profile with min > 1) gets it padded; the extra rows are dropped after.
+        self.pad_to = backend.min_batch if backend.min_batch > 1 else None
 
     def prepare(self, frame: Frame) -> None:
         frame.tensor = self.preprocess(frame.image)

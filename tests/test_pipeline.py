@@ -214,6 +214,7 @@ class FixedBatchBackend:
 
     def __init__(self, inner, size: int) -> None:
         self.inner, self.max_batch, self.info, self.calls = inner, size, inner.info, []
+        self.min_batch = size
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         assert len(batch) == self.max_batch
@@ -225,6 +226,15 @@ def test_last_partial_batch_is_padded_for_fixed_batch_backends(backend, make_cli
     fixed = FixedBatchBackend(backend, 4)
     frames = list(segment_frames(str(make_clip(frames=6)), fixed, PipelineConfig(batch=4)))
     assert len(frames) == 6 and fixed.calls == [4, 4]
+
+
+def test_last_partial_batch_is_not_padded_when_the_backend_takes_it(backend, make_clip):
+    """A TensorRT profile of batch 1..4 runs the last 2 frames as 2 rows, not 4 (issue 13)."""
+    ranged = FixedBatchBackend(backend, 4)
+    ranged.min_batch = 1
+    ranged.predict = lambda batch: ranged.calls.append(len(batch)) or backend.predict(batch)
+    frames = list(segment_frames(str(make_clip(frames=6)), ranged, PipelineConfig(batch=4)))
+    assert len(frames) == 6 and ranged.calls == [4, 2]
 
 
 def test_upscaling_is_warned_once(caplog):

@@ -22,13 +22,15 @@ class Backend(ABC):
 
     `name` is the backend ("torch", "onnx", "tensorrt"), `device` where it runs,
     `info` the model's self-description (classes, palette, mean/std, size).
-    `max_batch` is the largest batch the backend accepts (None: any).
+    `max_batch` is the largest batch the backend accepts (None: any);
+    `min_batch` the smallest (a static-batch file or engine: `min_batch == max_batch`).
     """
 
     name: str
     device: str
     info: ModelInfo
     max_batch: int | None = None
+    min_batch: int = 1
 
     @abstractmethod
     def logits(self, batch: np.ndarray) -> np.ndarray:

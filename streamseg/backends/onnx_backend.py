@@ -151,6 +151,7 @@ class OnnxBackend(Backend):
         self.input_name = self.session.get_inputs()[0].name
         batch_dim = self.session.get_inputs()[0].shape[0]
         self.max_batch = batch_dim if isinstance(batch_dim, int) else None  # symbolic: any batch
+        self.min_batch = self.max_batch or 1
         # Files exported before the in-graph argmax have only `logits`; they still run.
         self.has_labels = LABELS_NAME in {output.name for output in self.session.get_outputs()}
 

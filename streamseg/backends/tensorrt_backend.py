@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,37 @@ from ..checkpoint import CheckpointError, ModelInfo
 from .base import Backend, BackendError
 from .onnx_backend import INPUT_NAME, LABELS_NAME, OUTPUT_NAME
 
-INSTALL_HINT = "install TensorRT 10 (`pip install 'tensorrt>=10,<11'`) on a machine with an NVIDIA GPU"
+_LOGGER = None  # one trt.Logger per process, as TensorRT expects; shared by builders and runtimes
+
+
+def install_hint() -> str:
+    """The TensorRT wheel that matches torch's CUDA: plain `tensorrt` resolves to a
+    CUDA 13 build, which an older driver cannot load (issue 13)."""
+    cuda = (torch.version.cuda or "").split(".")[0]
+    extra = f"tensorrt-cu{cuda}" if cuda in ("12", "13") else "tensorrt-cu12"
+    return f"install TensorRT 10 for torch's CUDA {torch.version.cuda or '?'}: pip install 'streamseg[{extra}]'"
+
+
+def trt_logger(trt):
+    global _LOGGER
+    if _LOGGER is None:
+        _LOGGER = trt.Logger(trt.Logger.WARNING)
+    return _LOGGER
+
+
+def create(trt, kind: str):
+    """`trt.Builder` / `trt.Runtime`, or a one-line error: with a wheel built for a newer
+    CUDA than the driver has, the constructor raises a pybind TypeError or returns None."""
+    try:
+        made = getattr(trt, kind)(trt_logger(trt))
+    except (TypeError, RuntimeError) as error:
+        made, why = None, str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    else:
+        why = "it returned None"
+    if made is None:
+        raise BackendError(f"TensorRT {trt.__version__} cannot create a {kind} here ({why}); the wheel probably "
+                           f"needs a newer CUDA driver: {install_hint()}")
+    return made
 
 
 @dataclass(frozen=True)
@@ -129,7 +159,7 @@ def import_tensorrt():
     try:
         import tensorrt as trt
     except ImportError:
-        raise BackendError(f"the TensorRT backend needs the tensorrt package: {INSTALL_HINT}") from None
+        raise BackendError(f"the TensorRT backend needs the tensorrt package: {install_hint()}") from None
     return trt
 
 
@@ -150,6 +180,10 @@ def find_engines(engines_dir: str | Path, name: str) -> list[Path]:
     return sorted(folder.glob(f"{name}.*.engine"), key=lambda p: p.stat().st_mtime, reverse=True)
 
 
+def engine_info(info: ModelInfo, input_size: tuple[int, int]) -> ModelInfo:
+    return info if tuple(info.input_size) == tuple(input_size) else replace(info, input_size=tuple(input_size))
+
+
 def torch_dtype(trt, trt_dtype) -> torch.dtype:
     return torch.from_numpy(np.empty(0, dtype=trt.nptype(trt_dtype))).dtype
 
@@ -168,11 +202,9 @@ class TensorRTBackend(Backend):
             raise BackendError(f"TensorRT runs on CUDA devices only, not {device!r}")
         self.sidecar = read_sidecar(self.path)
         check_sidecar(self.sidecar, current_env(self.torch_device), self.path)
-        self.info = self.sidecar.info
         self.device = f"{self.torch_device} ({self.sidecar.env.gpu_name})"
-        self.logger = trt.Logger(trt.Logger.WARNING)
         with torch.cuda.device(self.torch_device):
-            self.runtime = trt.Runtime(self.logger)  # kept: the engine must not outlive its runtime
+            self.runtime = create(trt, "Runtime")  # kept: the engine must not outlive its runtime
             self.engine = self.runtime.deserialize_cuda_engine(self.path.read_bytes())
             if self.engine is None:
                 raise BackendError(f"TensorRT could not deserialise {self.path}; {rebuild_hint(self.sidecar)}")
@@ -180,6 +212,9 @@ class TensorRTBackend(Backend):
             # A private stream: inference overlaps with whatever the caller runs on the default stream.
             self.stream = torch.cuda.Stream(self.torch_device)
         self._bind_io(trt)
+        # The engine's own input size: one built with --height/--width runs at that size,
+        # whatever the checkpoint was evaluated at; the preprocessor reads it from `info`.
+        self.info = engine_info(self.sidecar.info, self.input_size)
         self._pinned: dict[tuple, torch.Tensor] = {}
 
     def _bind_io(self, trt) -> None:
@@ -196,7 +231,8 @@ class TensorRTBackend(Backend):
         self.has_labels = LABELS_NAME in outputs
         low, opt, high = self.engine.get_tensor_profile_shape(self.input_name, 0)
         self.batch_range = (low[0], opt[0], high[0])
-        self.max_batch = high[0]
+        self.min_batch, self.max_batch = low[0], high[0]
+        self.input_size = (int(high[2]), int(high[3]))
 
     def _host(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """A reused page-locked buffer: copies from it to the GPU are truly asynchronous."""
