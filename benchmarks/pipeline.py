@@ -38,7 +38,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from streamseg.backends import BACKENDS, Backend, load_backend
+from streamseg.backends import Backend
 from streamseg.checkpoint import ModelInfo, save_checkpoint, shipped_weights
 from streamseg.encode import VideoWriter
 from streamseg.models import PRESETS
@@ -46,6 +46,7 @@ from streamseg.overlay import Renderer
 from streamseg.pipeline import PipelineConfig, run
 from streamseg.postprocess import Postprocessor
 from streamseg.preprocess import Preprocessor
+from streamseg.runtime import BACKENDS, load_backend
 from streamseg.source import open_source
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "camseq01.mp4"

@@ -6,6 +6,7 @@ Loading parses JSON and raw tensors only — no pickle, no code execution.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
@@ -19,7 +20,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from .classes import CAMVID_CLASSES, CAMVID_PALETTE
-from .models import build_model, resolve
+from .models import PRESETS, build_model, resolve
 
 FORMAT = "streamseg-checkpoint/1"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -158,3 +159,40 @@ def shipped_weights(name: str) -> Path | None:
     """The packaged checkpoint for a preset name, if it was shipped."""
     path = WEIGHTS_DIR / f"{name}.safetensors"
     return path if path.is_file() else None
+
+
+# Pickled weights (torch.save, Lightning, joblib) can run code when loaded, so they are never opened.
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
+
+
+def resolve_checkpoint(model: str) -> Path:
+    """`deeplab` → the shipped weights; a path → itself. Errors say what to do."""
+    if model in PRESETS:
+        path = shipped_weights(model)
+        if path is None:
+            raise CheckpointError(f"no shipped weights for {model!r}; train one with `python -m train --model {model}` "
+                                  "and pass --model runs/.../best.safetensors")
+        return path
+    path = Path(model)
+    if path.suffix.lower() in PICKLE_SUFFIXES:  # refused by name, before a byte is read
+        raise CheckpointError(f"{model} is a pickle file, and loading one can run code, so streamseg never opens "
+                              "them; convert it to .safetensors where you trust it (safetensors.torch.save_file)")
+    if path.suffix in (".safetensors",) or path.exists():
+        if not path.is_file():
+            raise CheckpointError(f"model file not found: {model}")
+        return path
+    raise CheckpointError(f"unknown model {model!r}; use one of {', '.join(PRESETS)}, a .safetensors checkpoint, "
+                          "an exported .onnx file or a TensorRT .engine")
+
+
+def model_name(model: str) -> str:
+    """The stem exported files of `model` carry: the preset name or the checkpoint's stem."""
+    return model if model in PRESETS else Path(model).stem
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

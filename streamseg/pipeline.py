@@ -24,13 +24,14 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
-from .backends import Backend, load_backend
+from .backends import Backend
 from .batching import batch_frames, effective_batch, infer
 from .decode import Frame
 from .encode import VideoWriter
 from .overlay import OverlayConfig, Renderer
 from .postprocess import Postprocessor, save_mask
 from .preprocess import PreprocessConfig, Preprocessor
+from .runtime import load_backend
 from .source import SourceError, VideoSource, open_source
 from .stats import RunStats, StageTimer
 

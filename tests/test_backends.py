@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamseg.backends import BackendError, OnnxBackend, TorchBackend, load_backend, resolve_checkpoint, usable_engine
+from streamseg.backends import BackendError, OnnxBackend, TorchBackend
 from streamseg.backends.onnx_backend import physical_cores, read_onnx_meta
 from streamseg.backends.tensorrt_backend import (
     EngineEnv,
@@ -20,7 +20,8 @@ from streamseg.backends.tensorrt_backend import (
     read_sidecar,
     sidecar_path,
 )
-from streamseg.checkpoint import ModelInfo, load_checkpoint, save_checkpoint
+from streamseg.checkpoint import ModelInfo, file_sha256, load_checkpoint, resolve_checkpoint, save_checkpoint
+from streamseg.runtime import load_backend, usable_engine
 
 SIZE = (48, 64)
 
@@ -148,10 +149,9 @@ def write_engine(folder: Path, sc: EngineSidecar) -> Path:
 
 def test_usable_engine_checks_sidecars(tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The `auto` choice among engines is pure Python: test it with hand-written sidecars."""
-    from streamseg import backends
-    from streamseg.export.onnx_export import file_sha256
+    from streamseg import runtime
 
-    monkeypatch.setattr(backends, "current_env", lambda: env())
+    monkeypatch.setattr(runtime, "current_env", lambda: env())
     good = dataclasses.replace(sidecar(batch=4), checkpoint_sha256=file_sha256(checkpoint))
     engine = write_engine(tmp_path / "good", good)
     assert usable_engine(str(checkpoint), checkpoint, 4, tmp_path / "good") == (engine, "")

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from streamseg.backends import load_backend
+from streamseg.runtime import load_backend
 from streamseg.batching import batch_frames, stack
 from streamseg.checkpoint import ModelInfo
 from streamseg.decode import Frame, coded, upright

@@ -63,7 +63,7 @@ def evaluate_checkpoint(path: Path, data: str) -> dict:
 
 def onnx_fps(path: Path, frames: int = 30) -> float:
     """ONNX Runtime CPU frames/s at batch 1, 360x480, warm-up excluded."""
-    from streamseg.backends import load_backend
+    from streamseg.runtime import load_backend
     backend, _ = load_backend(str(path), backend="onnx", device="cpu", batch=1)
     batch = np.random.default_rng(0).standard_normal((1, 3, 360, 480), dtype=np.float32)
     for _ in range(3):

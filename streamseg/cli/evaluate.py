@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 
-from ..backends import BackendError, resolve_checkpoint
-from ..checkpoint import CheckpointError
+from ..backends import BackendError
+from ..checkpoint import CheckpointError, resolve_checkpoint
 from ..classes import LabelColorsError
 
 TRAIN_EXTRA_HINT = "needs the training extra (albumentations, matplotlib): pip install 'streamseg[train]'"

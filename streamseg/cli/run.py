@@ -17,13 +17,14 @@ from pathlib import Path
 import av
 import click
 
-from ..backends import BACKENDS, Backend, BackendError, load_backend
+from ..backends import Backend, BackendError
 from ..checkpoint import CheckpointError
 from ..classes import load_label_colors
 from ..encode import EncodeConfig, EncodeError, VideoWriter, check_codec, check_writable
 from ..overlay import VIEWS, OverlayConfig
 from ..pipeline import PipelineConfig, run
 from ..preprocess import ASPECTS, PreprocessConfig
+from ..runtime import BACKENDS, load_backend
 from ..source import SourceError, VideoSource, expand_sources, open_source
 from ..stats import RunStats, format_summary
 from ..webcam import DisplayError, check_display, run_webcam

@@ -10,7 +10,6 @@ removed) we fall back to the dynamo exporter.
 """
 from __future__ import annotations
 
-import hashlib
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,14 +37,6 @@ class OnnxCheck:
     def summary(self) -> str:
         return (f"ORT vs torch argmax agreement {self.agreement:.2%}, max |logit diff| {self.max_abs_diff:.2e} "
                 f"on {self.frames} frames (batch {', '.join(map(str, self.batch_sizes))})")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _torchscript_export(model: nn.Module, example: torch.Tensor, path: str, opset: int, dynamic: bool) -> None:

@@ -18,10 +18,10 @@ from torch import nn
 from ..backends.base import BackendError
 from ..backends.onnx_backend import OnnxMeta, read_onnx_meta
 from ..backends.tensorrt_backend import TensorRTBackend, tensorrt_missing
-from ..checkpoint import ModelInfo, load_checkpoint
+from ..checkpoint import ModelInfo, file_sha256, load_checkpoint, model_name, resolve_checkpoint
 from .engine import build_engine
 from .frames import FrameSourceError, load_frames, to_batch
-from .onnx_export import ExportError, OnnxCheck, check_onnx, export_onnx, file_sha256
+from .onnx_export import ExportError, OnnxCheck, check_onnx, export_onnx
 
 Log = Callable[[str], None]
 CHECK_FRAMES = 4        # enough to cover the clip's scenes; keeps the check a few seconds on CPU
@@ -115,8 +115,6 @@ def engine_step(config: ExportConfig, checkpoint: Path, model: nn.Module, onnx_p
 
 def export_model(config: ExportConfig, log: Log = stderr_log) -> ExportResult:
     """Run every requested export step; raises `ExportError`/`CheckpointError`/`BackendError`."""
-    from ..backends import model_name, resolve_checkpoint
-
     checkpoint = resolve_checkpoint(config.model)
     model, info = load_checkpoint(checkpoint)
     size = config.size or tuple(info.input_size)
