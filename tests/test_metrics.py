@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from train.metrics import ConfusionMatrix, json_safe, metrics_from_confusion
+from streamseg.metrics import ConfusionMatrix, json_safe, metrics_from_confusion
 
 VOID = 3
 TARGET = torch.tensor([[0, 0, 1, 1], [2, 2, VOID, VOID]])

@@ -76,9 +76,9 @@ def _run(kwargs: dict[str, typing.Any]) -> None:
         raise click.ClickException(f"data directory not found: {cfg.data}")
     if cfg.scale_min > cfg.scale_max:
         raise click.UsageError(f"--scale-min {cfg.scale_min} is larger than --scale-max {cfg.scale_max}")
+    from streamseg.data import DataError
     from streamseg.models import PretrainedWeightsError
 
-    from .camvid import DataError
     from .run import train
     from .state import resumed_config
     try:

@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from streamseg.checkpoint import ModelInfo, atomic_write, save_checkpoint
+from streamseg.data import CamVid, read_rgb
+from streamseg.metrics import json_safe
 
-from .camvid import CamVid, read_rgb
 from .config import TrainConfig
-from .metrics import json_safe
 from .plots import plot_confusion, plot_curves, plot_per_class_iou, plot_predictions
 from .state import rng_state, save_resume
 

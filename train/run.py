@@ -17,11 +17,13 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from streamseg.checkpoint import ModelInfo
+from streamseg.data import CamVid
+from streamseg.evaluate import evaluate
+from streamseg.metrics import is_main
 
 from .artefacts import remove_partial_files, save_epoch
-from .camvid import CamVid
 from .config import TrainConfig
-from .engine import evaluate, is_main, train_one_epoch
+from .engine import train_one_epoch
 from .losses import Loss
 from .setup import (build_criterion, build_data, build_network, build_optimizer, lr_factor, model_info,
                     seed_epoch, seed_everything, set_frozen, setup_distributed)

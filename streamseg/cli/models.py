@@ -1,31 +1,10 @@
 """`streamseg models`: the model zoo as a table."""
 from __future__ import annotations
 
-from typing import Any
-
 import click
-import torch
-from torch.utils.flop_counter import FlopCounterMode
 
-from ..checkpoint import shipped_weights
-from ..models import FAMILIES, PRESETS, build_model, default_options, list_models, resolve
-
-
-def describe(name: str, height: int = 360, width: int = 480) -> dict[str, Any]:
-    """Parameters and GFLOPs (multiply-add = 2 FLOPs) of a model at H x W."""
-    arch, options = resolve(name)
-    options = {**default_options(arch), **options}  # the builder's defaults fill what a preset leaves out
-    # On the meta device nothing is allocated or computed, yet shapes flow and
-    # every op is counted: the table is instant even for ResNet-50 DeepLabs.
-    with torch.device("meta"):
-        model = build_model(name).eval()
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(1, 3, height, width))
-    return {"name": name, "arch": arch, "family": FAMILIES[arch],
-            "backbone": options.get("backbone", options.get("encoder", "")),
-            "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
-            "gflops": counter.get_total_flops() / 1e9,
-            "weights": shipped_weights(name) is not None}
+from ..models import PRESETS, list_models
+from ..zoo import describe
 
 
 @click.command()

@@ -79,3 +79,17 @@ def json_safe(value: object) -> object:
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
+
+
+def is_main() -> bool:
+    """Rank 0, or not distributed: the process that prints and writes."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def mean_across_ranks(total: float, count: int, device: torch.device) -> float:
+    """`sum(total) / sum(count)` over DDP ranks (the local ratio when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        t = torch.tensor([total, count], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        total, count = t.tolist()
+    return total / max(count, 1)
