@@ -1,6 +1,7 @@
 """`streamseg eval` (and `streamseg train` forwarding) on tiny synthetic data."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -15,9 +16,11 @@ from click.testing import CliRunner
 
 from camvid_data import COLOR_TABLE, RAW_CLASSES, make_camvid, make_camvid_color, valid_pixels
 import streamseg.checkpoint
+from streamseg.backends import TorchBackend
 from streamseg.checkpoint import ModelInfo, load_checkpoint, save_checkpoint
 from streamseg.classes import CAMVID_CLASSES, VOID_INDEX
 from streamseg.cli import main, train_cmd
+from streamseg.export.evaluate import evaluate_miou
 from streamseg.metrics import metrics_from_confusion
 from train.__main__ import cli as train_cli
 
@@ -76,6 +79,16 @@ def test_eval_any_split_table_and_json(data: Path, checkpoint: Path, tmp_path: P
     for key in ("iou", "precision", "recall", "f1"):
         assert report[key] == pytest.approx(reference[key]), key
     assert report["iou"]["Pedestrian"] is None  # absent from the data and (here) never predicted
+
+
+def test_export_data_reports_the_same_miou_as_eval(data: Path, checkpoint: Path, tmp_path: Path) -> None:
+    """`export --int8 --data` scores backends with the one mIoU `streamseg eval` prints."""
+    result = invoke("eval", "--model", checkpoint, "--data", data, "--json", tmp_path / "e.json")
+    assert result.exit_code == 0, result.output
+    model, info = load_checkpoint(checkpoint)
+    backend = TorchBackend(model, dataclasses.replace(info, input_size=(48, 64)), "cpu")  # the data's size
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert evaluate_miou(backend, data) == pytest.approx(report["mIoU"])
 
 
 def test_eval_colour_layout_with_raw_classes(tmp_path: Path) -> None:
