@@ -5,11 +5,9 @@ from pathlib import Path
 
 import click
 
-from ..backends import BackendError
-from ..checkpoint import CheckpointError, resolve_checkpoint
-from ..classes import LabelColorsError
-from ..data import DataError
+from ..checkpoint import resolve_checkpoint
 from ..evaluate import EvalConfig, evaluate_checkpoint, format_table, save_report
+from .errors import one_line_errors
 
 
 @click.command("eval")
@@ -27,7 +25,7 @@ from ..evaluate import EvalConfig, evaluate_checkpoint, format_table, save_repor
 def evaluate(model: str, data: Path, split: str, label_format: str, json_path: Path | None, device: str,
              workers: int) -> None:
     """Evaluate a model on a CamVid split at full resolution (void pixels ignored)."""
-    try:
+    with one_line_errors():
         cfg = EvalConfig(str(resolve_checkpoint(model)), str(data), split, label_format, device, workers)
         metrics = evaluate_checkpoint(cfg)
         click.echo(f"{metrics['model']} ({metrics['arch']}) on {data}/{split}: {metrics['images']} images, "
@@ -35,5 +33,3 @@ def evaluate(model: str, data: Path, split: str, label_format: str, json_path: P
         click.echo(format_table(metrics))
         if json_path is not None:
             click.echo(f"metrics written to {save_report(json_path, metrics)}")
-    except (CheckpointError, BackendError, LabelColorsError, DataError, ValueError, OSError) as error:
-        raise click.ClickException(str(error)) from None

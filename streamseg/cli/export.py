@@ -5,8 +5,7 @@ from pathlib import Path
 
 import click
 
-from ..backends.base import BackendError
-from ..checkpoint import CheckpointError
+from .errors import one_line_errors
 
 
 @click.command()
@@ -32,7 +31,7 @@ def export(model: str, out_dir: Path, name: str | None, batch: int, height: int 
            dynamic: bool, opset: int, int8: bool, fp16: bool, calib: Path | None, calib_frames: int,
            data: Path | None, workspace: float) -> None:
     """Export a model to ONNX, check it against PyTorch, and optionally quantise or compile it."""
-    from ..export import ExportConfig, ExportError, FrameSourceError, export_model
+    from ..export import ExportConfig, export_model
 
     if (height is None) != (width is None):
         raise click.UsageError("give --height and --width together")
@@ -40,7 +39,5 @@ def export(model: str, out_dir: Path, name: str | None, batch: int, height: int 
                           size=(height, width) if height else None, dynamic=dynamic, opset=opset, int8=int8,
                           fp16=fp16, calib=str(calib) if calib else None, calib_frames=calib_frames,
                           data=str(data) if data else None, workspace_gib=workspace)
-    try:
+    with one_line_errors():
         export_model(config, log=click.echo)
-    except (ExportError, BackendError, CheckpointError, FrameSourceError, OSError) as error:
-        raise click.ClickException(str(error).splitlines()[0] if str(error) else type(error).__name__) from None
