@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .checkpoint import ModelInfo
+from .modelinfo import ModelInfo
 from .classes import palette_array
 
 VIEWS = ("overlay", "mask", "side-by-side")

@@ -25,7 +25,7 @@ from typing import TypeVar
 from tqdm import tqdm
 
 from .backends import Backend
-from .batching import batch_frames, effective_batch, infer
+from .batching import batch_frames, effective_batch, stack
 from .decode import Frame
 from .encode import VideoWriter
 from .overlay import OverlayConfig, Renderer
@@ -127,32 +127,38 @@ def each(frames: Iterable[Frame], work: Callable[[Frame], None], timer: StageTim
 
 
 class Stages:
-    """The per-frame work of the stages between decode and encode, each timed into `stats`."""
+    """The per-frame work of the stages between decode and encode, each timed into `stats`.
+
+    The one place that writes a decoded `Frame`'s later fields: `tensor` (preprocess),
+    `small_labels` (backend), `labels` (postprocess), `rendered` (overlay)."""
 
     def __init__(self, backend: Backend, config: PipelineConfig, stats: RunStats, batch: int,
                  renderer: Renderer | None = None) -> None:
         self.backend, self.config, self.stats, self.batch, self.renderer = backend, config, stats, batch, renderer
-        self.preprocess = Preprocessor(backend.info, config.preprocess)
-        self.postprocess = Postprocessor(backend.info.input_size, config.preprocess.aspect)
+        self.preprocessor = Preprocessor(backend.info, config.preprocess)
+        self.postprocessor = Postprocessor(backend.info.input_size, config.preprocess.aspect)
         # Backends with a batch limit may be exported for exactly that batch (static ONNX):
         # the last, partial batch is padded to the full size and the extra rows dropped.
         self.pad_to = batch if backend.max_batch is not None else None
 
-    def prepare(self, frame: Frame) -> None:
-        frame.tensor = self.preprocess(frame.image)
+    def preprocess(self, frame: Frame) -> None:
+        frame.tensor = self.preprocessor(frame.image)
 
     def infer(self, frames: Iterable[Frame]) -> Iterator[Frame]:
         for group in batch_frames(frames, self.batch):
             if self.stats.batch_shape is None:
                 self.stats.batch_shape = (len(group), *group[0].tensor.shape)
             with self.stats["inference"].time(len(group)):
-                infer(self.backend, group, pad_to=self.pad_to)
+                labels = self.backend.predict(stack(group, self.pad_to))
+            for frame, frame_labels in zip(group, labels, strict=False):  # padding rows, if any, are dropped
+                frame.small_labels = frame_labels
+                frame.tensor = None  # the input is no longer needed: free it early
             yield from group
 
-    def finish(self, frame: Frame) -> None:
+    def postprocess(self, frame: Frame) -> None:
         size = frame.image.shape[:2]
-        self.stats.shares.add(self.postprocess.crop(frame.small_labels, size))
-        frame.labels, frame.small_labels = self.postprocess(frame.small_labels, size), None
+        self.stats.shares.add(self.postprocessor.crop(frame.small_labels, size))
+        frame.labels, frame.small_labels = self.postprocessor(frame.small_labels, size), None
         if self.config.save_masks is not None:
             save_mask(self.config.save_masks, frame.index, frame.labels)
 
@@ -178,12 +184,13 @@ def segment_frames(source: VideoSource | str, backend: Backend | str, config: Pi
     live, halt = source.info.live, threading.Event()
     size = 1 if live else config.queue_size
     stages = Stages(backend, config, stats, effective_batch(config.batch, backend, live), renderer)
-    frames = threaded(timed(source.frames(stop), stats["decode"]), halt, size, stages.count_drop if live else None)
-    frames = threaded(each(frames, stages.prepare, stats["preprocess"]), halt, size)
-    frames = threaded(stages.infer(frames), halt, max(size, stages.batch))
-    frames = threaded(each(frames, stages.finish, stats["postprocess"]), halt, size)
+    drop = stages.count_drop if live else None
+    frames = threaded(timed(source.frames(stop), stats["decode"]), halt, size, drop)      # decode
+    frames = threaded(each(frames, stages.preprocess, stats["preprocess"]), halt, size)   # preprocess
+    frames = threaded(stages.infer(frames), halt, max(size, stages.batch))                # batching → backend
+    frames = threaded(each(frames, stages.postprocess, stats["postprocess"]), halt, size)  # postprocess
     if renderer is not None:
-        frames = threaded(each(frames, stages.render, stats["render"]), halt, size)
+        frames = threaded(each(frames, stages.render, stats["render"]), halt, size)       # overlay
     try:
         yield from frames
     finally:

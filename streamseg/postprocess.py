@@ -45,25 +45,6 @@ class Postprocessor:
         return cv2.resize(content, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
-class ClassShares:
-    """Running per-class pixel counts over a video, for the summary's class shares."""
-
-    def __init__(self, classes: tuple[str, ...]) -> None:
-        self.classes = classes
-        self.counts = np.zeros(256, dtype=np.int64)
-
-    def add(self, labels: np.ndarray) -> None:
-        # Counted at model resolution: nearest-neighbour resizing keeps the proportions,
-        # and the map is several times smaller than the frame.
-        self.counts += np.bincount(labels.ravel(), minlength=256)[:256]
-
-    def shares(self) -> dict[str, float]:
-        total = int(self.counts.sum())
-        if total == 0:
-            return {}
-        return {name: float(self.counts[i]) / total for i, name in enumerate(self.classes)}
-
-
 def save_mask(directory: Path, index: int, labels: np.ndarray) -> Path:
     """Write `(H, W) uint8` class indices as a single-channel PNG named by frame index."""
     path = directory / f"{index:06d}.png"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .checkpoint import ModelInfo
+from .modelinfo import ModelInfo
 
 log = logging.getLogger("streamseg")
 ASPECTS = ("pad", "stretch")

@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from .postprocess import ClassShares
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "render", "encode")
 RESERVOIR = 4096
@@ -73,6 +72,25 @@ class StageTimer:
         rate = self.rate()
         return {"mean_ms": 1000.0 / rate if rate else 0.0,
                 "p50_ms": float(np.percentile(values, 50)), "p95_ms": float(np.percentile(values, 95))}
+
+
+class ClassShares:
+    """Running per-class pixel counts over a video, for the summary's class shares."""
+
+    def __init__(self, classes: tuple[str, ...]) -> None:
+        self.classes = classes
+        self.counts = np.zeros(256, dtype=np.int64)
+
+    def add(self, labels: np.ndarray) -> None:
+        # Counted at model resolution: nearest-neighbour resizing keeps the proportions,
+        # and the map is several times smaller than the frame.
+        self.counts += np.bincount(labels.ravel(), minlength=256)[:256]
+
+    def shares(self) -> dict[str, float]:
+        total = int(self.counts.sum())
+        if total == 0:
+            return {}
+        return {name: float(self.counts[i]) / total for i, name in enumerate(self.classes)}
 
 
 class RunStats:

@@ -1,6 +1,8 @@
 """The streaming pipeline end to end (tiny model, tiny clips, the sample) and its stages."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -9,7 +11,6 @@ import cv2
 import numpy as np
 import pytest
 
-from streamseg.runtime import load_backend
 from streamseg.batching import batch_frames, stack
 from streamseg.checkpoint import ModelInfo
 from streamseg.decode import Frame, coded, upright
@@ -18,6 +19,7 @@ from streamseg.overlay import VIEWS, OverlayConfig, Renderer
 from streamseg.pipeline import PipelineConfig, run, segment_frames, threaded
 from streamseg.postprocess import Postprocessor
 from streamseg.preprocess import PreprocessConfig, Preprocessor, plan_geometry
+from streamseg.runtime import load_backend
 from streamseg.source import open_source
 from streamseg.stats import RESERVOIR, RunStats, StageTimer
 
@@ -242,3 +244,11 @@ def test_postprocess_crops_the_padding_and_resizes_nearest():
     small[45:315] = 3  # a 16:9 frame fills rows 45..314 of the 4:3 input
     labels = post(small, (720, 1280))
     assert labels.shape == (720, 1280) and (labels == 3).all()
+
+
+def test_stages_that_only_read_model_metadata_do_not_import_torch():
+    """ModelInfo is plain data: preprocess, postprocess and overlay load without torch or torchvision."""
+    code = ("import sys; import streamseg.preprocess, streamseg.postprocess, streamseg.overlay, streamseg.decode; "
+            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

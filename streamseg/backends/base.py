@@ -5,7 +5,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from ..checkpoint import ModelInfo
+from ..modelinfo import ModelInfo
 
 
 class BackendError(RuntimeError):
