@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from streamseg.backends import BackendError, OnnxBackend, TorchBackend
+from streamseg.backends import onnx_backend
 from streamseg.backends.onnx_backend import physical_cores, read_onnx_meta
 from streamseg.backends.tensorrt_backend import (
     EngineEnv,
@@ -189,7 +191,30 @@ def test_tensorrt_unavailable_is_explained(tmp_path: Path, checkpoint: Path) -> 
 
 
 def test_physical_cores_is_sane() -> None:
-    assert 1 <= physical_cores() <= (torch.get_num_threads() * 64)
+    assert 1 <= physical_cores() <= len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("cpus, siblings, expected", [
+    (8, "0,4", 4),        # SMT-2, siblings listed as a pair
+    (8, "0-1", 4),        # SMT-2, siblings as a range
+    (256, "0-3", 64),     # SMT-4 on a large machine: no cap at 64
+    (1, "0,1", 1),        # one allowed logical CPU still gets one thread
+    (12, "0", 12),        # no SMT
+])
+def test_physical_cores_divides_allowed_cpus_by_smt_siblings(monkeypatch: pytest.MonkeyPatch, cpus: int,
+                                                             siblings: str, expected: int) -> None:
+    monkeypatch.setattr(onnx_backend.os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    monkeypatch.setattr(onnx_backend.Path, "read_text", lambda self, *a, **k: siblings + "\n")
+    assert physical_cores() == expected
+
+
+def test_physical_cores_without_topology_counts_every_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreadable(self: Path, *args: object, **kwargs: object) -> str:
+        raise OSError("no sysfs")
+
+    monkeypatch.setattr(onnx_backend.os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    monkeypatch.setattr(onnx_backend.Path, "read_text", unreadable)
+    assert physical_cores() == 6
 
 
 @pytest.mark.gpu
