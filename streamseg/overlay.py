@@ -16,6 +16,8 @@ from .classes import palette_array
 
 VIEWS = ("overlay", "mask", "side-by-side")
 FONT = cv2.FONT_HERSHEY_SIMPLEX
+TEXT_SCALE = 0.45
+TEXT_PAD = 3  # pixels of dark box around the info line
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,7 @@ class OverlayConfig:
     alpha: float = 0.5                      # colour weight: 0 = frame only, 1 = mask only
     legend: bool = True
     classes: tuple[str, ...] | None = None  # draw only these (None: all)
-    info_line: bool = True                  # FPS / latency text at the bottom
+    info_line: bool = True                  # FPS / latency text at the top-left
     colors: tuple[tuple[str, tuple[int, int, int]], ...] = ()  # (class, RGB) overrides, e.g. from --palette
 
 
@@ -60,11 +62,17 @@ def draw_legend(names: list[str], colors: list[tuple[int, int, int]], scale: flo
     return panel
 
 
-def draw_text(image: np.ndarray, text: str) -> None:
-    """Write one line at the bottom-left, white on a dark outline so it reads on any scene."""
-    origin = (6, image.shape[0] - 8)
-    cv2.putText(image, text, origin, FONT, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(image, text, origin, FONT, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
+def draw_text(image: np.ndarray, text: str, scale: float = TEXT_SCALE) -> None:
+    """Write one line at the top-left, white on a darkened box so it reads on any scene.
+
+    A box, not an outline: a thicker outline stroke is wider than the text (OpenCV 5
+    spaces thick glyphs further apart), so it drew a second, shifted copy of the line.
+    """
+    (width, height), baseline = cv2.getTextSize(text, FONT, scale, 1)
+    x, y = 2 * TEXT_PAD, 2 * TEXT_PAD + height  # y: the baseline
+    box = image[y - height - TEXT_PAD:y + baseline + TEXT_PAD, x - TEXT_PAD:x + width + TEXT_PAD]
+    box //= 3
+    cv2.putText(image, text, (x, y), FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
 
 
 class Renderer:

@@ -116,8 +116,10 @@ class RunStats:
             "class_shares": self.shares.shares(),
         }
 
-    def live_text(self) -> str:
-        """The FPS / latency line drawn on frames while running."""
+    def live_text(self) -> str | None:
+        """The FPS / latency line drawn on frames while running; None until a frame is done."""
+        if self.frames == 0:
+            return None  # nothing measured yet: no "0.0 fps | latency 0 ms"
         s = self.timers["latency"].summary()
         wall = time.perf_counter() - self.started
         return f"{self.frames / wall:.1f} fps end-to-end | latency {s['p50_ms']:.0f} ms"
