@@ -175,6 +175,7 @@ def segment_frames(source: VideoSource | str, backend: Backend | str, config: Pi
     backend = load_backend(backend)[0] if isinstance(backend, str) else backend
     stats = stats if stats is not None else RunStats(backend.info.classes)
     live, halt = source.info.live, threading.Event()
+    stats.live = live
     size = 1 if live else config.queue_size
     stages = Stages(backend, config, stats, effective_batch(config.batch, backend, live), renderer)
     frames = threaded(timed(source.frames(stop), stats["decode"]), halt, size, stages.count_drop if live else None)

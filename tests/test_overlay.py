@@ -1,13 +1,16 @@
-"""Overlay: the burned-in stats line (issue 12, item 2)."""
+"""Overlay: the burned-in stats line (issue 12, items 2 and 4)."""
 from __future__ import annotations
 
 import time
 
 import cv2
 import numpy as np
+import pytest
 
 from streamseg.checkpoint import ModelInfo
 from streamseg.overlay import FONT, TEXT_PAD, TEXT_SCALE, OverlayConfig, Renderer, draw_text
+from streamseg.pipeline import segment_frames
+from streamseg.source import FileSource
 from streamseg.stats import RunStats
 
 LINE = "12.3 fps end-to-end | latency 850 ms"
@@ -41,3 +44,26 @@ def test_no_stats_line_until_something_was_measured():
     np.testing.assert_array_equal(renderer(image, labels, stats.live_text()), image)
     stats.frame_done(time.perf_counter())
     assert renderer(image, labels, stats.live_text())[:20].std() > 0  # now a line is drawn
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_latency_is_shown_for_live_sources_only(live):
+    # A file is read ahead as fast as the queues allow: its frames' age is queue time, not lag.
+    stats = RunStats(("a",))
+    stats.live = live
+    stats.frame_done(time.perf_counter() - 0.85)
+    text = stats.live_text()
+    assert "fps" in text
+    assert ("latency 850 ms" in text) == live and ("latency" in text) == live
+
+
+@pytest.mark.parametrize("live", [False, True])
+def test_the_pipeline_tells_the_stats_line_whether_the_source_is_live(tiny_model, make_clip, live):
+    source = FileSource(str(make_clip(frames=3)), live=live)  # a file read as a stream reads as live
+    stats = RunStats()
+    try:
+        frames = list(segment_frames(source, str(tiny_model), stats=stats))
+    finally:
+        source.close()
+    stats.frame_done(frames[-1].born)
+    assert stats.live == live and ("latency" in stats.live_text()) == live
