@@ -1,4 +1,4 @@
-"""Overlay: the burned-in stats line (issue 12, items 2 and 4)."""
+"""Overlay: the burned-in stats line and the legend (issue 12, items 2, 4 and 10)."""
 from __future__ import annotations
 
 import time
@@ -67,3 +67,39 @@ def test_the_pipeline_tells_the_stats_line_whether_the_source_is_live(tiny_model
         source.close()
     stats.frame_done(frames[-1].born)
     assert stats.live == live and ("latency" in stats.live_text()) == live
+
+
+def legend_only(labels: np.ndarray, size: tuple[int, int] = (360, 480)) -> np.ndarray:
+    """The legend alone: alpha 0 on a black frame leaves every other pixel black."""
+    renderer = Renderer(ModelInfo.for_model("unet"), OverlayConfig(alpha=0.0, info_line=False))
+    return renderer(np.zeros((*size, 3), np.uint8), labels)
+
+
+def swatch_pixels(out: np.ndarray, rgb: tuple[int, int, int]) -> int:
+    """Pixels of a swatch of colour `rgb` as pasted (75% legend over the frame)."""
+    pasted = cv2.addWeighted(np.zeros((1, 1, 3), np.uint8), 0.25, np.uint8([[rgb]]), 0.75, 0.0)[0, 0]
+    return int((out == pasted).all(axis=-1).sum())
+
+
+def test_legend_is_compact():
+    info = ModelInfo.for_model("unet")
+    every = np.tile(np.arange(info.num_classes, dtype=np.uint8).repeat(480 // info.num_classes + 1)[:480], (360, 1))
+    out = legend_only(every)
+    top, bottom, left, right = changed_box(np.zeros_like(out), out)
+    assert (bottom - top) * (right - left) <= 0.10 * 360 * 480  # was ~20% of the width by 70% of the height
+    assert bottom == 360 - 4 and top >= 360 * 3 // 4  # along the bottom edge, clear of the scene's middle
+    few = legend_only(np.where(every > 2, 0, every))
+    top, bottom, _, _ = changed_box(np.zeros_like(few), few)
+    assert bottom - top <= 20  # three classes: one row of small swatches
+
+
+def test_legend_lists_only_the_classes_in_the_frame():
+    info = ModelInfo.for_model("unet")
+    present = [info.classes.index(name) for name in ("Sky", "Road", "Car")]
+    labels = np.zeros((360, 480), np.uint8)
+    for i, value in enumerate(present):
+        labels[:, i * 160:(i + 1) * 160] = value
+    out = legend_only(labels)
+    for value, rgb in enumerate(info.palette):
+        found = swatch_pixels(out, tuple(rgb))
+        assert (found >= 25) if value in present else (found == 0), (info.classes[value], found)
