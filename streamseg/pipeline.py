@@ -44,7 +44,7 @@ class PipelineConfig:
     overlay: OverlayConfig = OverlayConfig()
     batch: int = 1
     queue_size: int = 4             # frames between two stages: enough to absorb jitter, little memory
-    save_masks: Path | None = None  # write (H, W) uint8 class-id PNGs here
+    save_masks: Path | None = None  # write (H, W) class-id PNGs (palettised) here
 
 
 class _Failure:
@@ -153,7 +153,7 @@ class Stages:
         self.stats.shares.add(self.postprocess.crop(frame.small_labels, size))
         frame.labels, frame.small_labels = self.postprocess(frame.small_labels, size), None
         if self.config.save_masks is not None:
-            save_mask(self.config.save_masks, frame.index, frame.labels)
+            save_mask(self.config.save_masks, frame.index, frame.labels, self.backend.info.palette)
 
     def render(self, frame: Frame) -> None:
         frame.rendered = self.renderer(frame.image, frame.labels, self.stats.live_text())

@@ -191,7 +191,8 @@ def exit_code(received: list[int]) -> int:
 @view_options
 @click.option("--audio/--no-audio", default=True, show_default=True, help="Copy the input's audio unchanged.")
 @click.option("--save-masks", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also write each frame's class ids as a uint8 PNG (000000.png, …) into this folder.")
+              help="Also write each frame's class ids as a palettised PNG (000000.png, …; values are class ids, "
+                   "viewers show the class colours) into this folder.")
 @click.option("--stats-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the timing summary as JSON.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
