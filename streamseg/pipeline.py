@@ -131,8 +131,9 @@ class Stages:
     def __init__(self, backend: Backend, config: PipelineConfig, stats: RunStats, batch: int,
                  renderer: Renderer | None = None) -> None:
         self.backend, self.config, self.stats, self.batch, self.renderer = backend, config, stats, batch, renderer
-        self.preprocess = Preprocessor(backend.info, config.preprocess)
-        self.postprocess = Postprocessor(backend.info.input_size, config.preprocess.aspect)
+        fixed = getattr(backend, "fixed_size", None)  # a static ONNX / TensorRT engine takes one size only
+        self.preprocess = Preprocessor(backend.info, config.preprocess, fixed=fixed)
+        self.postprocess = Postprocessor(backend.info.input_size, config.preprocess.aspect, fixed=fixed)
         # Backends with a batch limit may be exported for exactly that batch (static ONNX):
         # the last, partial batch is padded to the full size and the extra rows dropped.
         self.pad_to = batch if backend.max_batch is not None else None

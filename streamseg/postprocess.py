@@ -26,14 +26,15 @@ from .preprocess import Geometry, plan_geometry
 class Postprocessor:
     """`(h, w) uint8` labels in model-input coordinates → `(H, W) uint8` labels for the frame."""
 
-    def __init__(self, input_size: tuple[int, int], aspect: str = "pad") -> None:
-        self.input_size = tuple(input_size)
+    def __init__(self, input_size: tuple[int, int], aspect: str = "keep", *,
+                 fixed: tuple[int, int] | None = None) -> None:
+        self.input_size, self.fixed = tuple(input_size), fixed
         self.aspect = aspect
         self._geometry: Geometry | None = None
 
     def geometry(self, frame_size: tuple[int, int]) -> Geometry:
         if self._geometry is None or self._geometry.frame_size != frame_size:
-            self._geometry = plan_geometry(frame_size, self.input_size, self.aspect)
+            self._geometry = plan_geometry(frame_size, self.input_size, self.aspect, self.fixed)
         return self._geometry
 
     def crop(self, small_labels: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:

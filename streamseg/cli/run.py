@@ -65,8 +65,9 @@ def view_options(command: Callable) -> Callable:
         click.option("--classes", default=None, help="Comma-separated classes to draw, e.g. road,car (default all)."),
         click.option("--palette", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
                      help="Class colours in CamVid's label_colors.txt format ('R G B Name' per line)."),
-        click.option("--aspect", type=click.Choice(ASPECTS), default="pad", show_default=True,
-                     help="pad: keep the frame's aspect ratio (letterbox); stretch: fill the model input."),
+        click.option("--aspect", type=click.Choice(ASPECTS), default="keep", show_default=True,
+                     help="keep: run the model at the frame's aspect ratio (short side at its training size); "
+                          "pad: letterbox into the model's input size; stretch: fill the model input."),
         click.option("--codec", default="libx264", show_default=True, help="FFmpeg video encoder."),
         click.option("--crf", type=click.IntRange(0, 51), default=23, show_default=True),
         click.option("--preset", type=click.Choice(X264_PRESETS), default="veryfast", show_default=True,
