@@ -21,6 +21,9 @@ def batch_frames(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
         raise ValueError(f"batch size must be >= 1, got {size}")
     batch: list[Frame] = []
     for frame in frames:
+        if batch and frame.tensor is not None and frame.tensor.shape != batch[0].tensor.shape:
+            yield batch  # the source changed size mid-stream (--aspect keep follows it): one shape per batch
+            batch = []
         batch.append(frame)
         if len(batch) == size:
             yield batch

@@ -45,7 +45,7 @@ class PipelineConfig:
     overlay: OverlayConfig = OverlayConfig()
     batch: int = 1
     queue_size: int = 4             # frames between two stages: enough to absorb jitter, little memory
-    save_masks: Path | None = None  # write (H, W) uint8 class-id PNGs here
+    save_masks: Path | None = None  # write (H, W) class-id PNGs (palettised) here
 
 
 class _Failure:
@@ -135,8 +135,9 @@ class Stages:
     def __init__(self, backend: Backend, config: PipelineConfig, stats: RunStats, batch: int,
                  renderer: Renderer | None = None) -> None:
         self.backend, self.config, self.stats, self.batch, self.renderer = backend, config, stats, batch, renderer
-        self.preprocessor = Preprocessor(backend.info, config.preprocess)
-        self.postprocessor = Postprocessor(backend.info.input_size, config.preprocess.aspect)
+        fixed = getattr(backend, "fixed_size", None)  # a static ONNX / TensorRT engine takes one size only
+        self.preprocessor = Preprocessor(backend.info, config.preprocess, fixed=fixed)
+        self.postprocessor = Postprocessor(backend.info.input_size, config.preprocess.aspect, fixed=fixed)
         # Backends with a batch limit may be exported for exactly that batch (static ONNX):
         # the last, partial batch is padded to the full size and the extra rows dropped.
         self.pad_to = batch if backend.max_batch is not None else None
@@ -160,7 +161,7 @@ class Stages:
         self.stats.shares.add(self.postprocessor.crop(frame.small_labels, size))
         frame.labels, frame.small_labels = self.postprocessor(frame.small_labels, size), None
         if self.config.save_masks is not None:
-            save_mask(self.config.save_masks, frame.index, frame.labels)
+            save_mask(self.config.save_masks, frame.index, frame.labels, self.backend.info.palette)
 
     def render(self, frame: Frame) -> None:
         frame.rendered = self.renderer(frame.image, frame.labels, self.stats.live_text())
@@ -182,6 +183,7 @@ def segment_frames(source: VideoSource | str, backend: Backend | str, config: Pi
     backend = load_backend(backend)[0] if isinstance(backend, str) else backend
     stats = stats if stats is not None else RunStats(backend.info.classes)
     live, halt = source.info.live, threading.Event()
+    stats.live = live
     size = 1 if live else config.queue_size
     stages = Stages(backend, config, stats, effective_batch(config.batch, backend, live), renderer)
     drop = stages.count_drop if live else None

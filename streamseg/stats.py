@@ -108,6 +108,7 @@ class RunStats:
         self.steady_start: float | None = None  # when the warm-up frames were done
         self.warmup_frames = warmup
         self.batch_shape: tuple[int, ...] | None = None
+        self.live = False  # a camera or stream: per-frame latency is lag worth showing
 
     def __getitem__(self, stage: str) -> StageTimer:
         return self.timers[stage]
@@ -134,11 +135,18 @@ class RunStats:
             "class_shares": self.shares.shares(),
         }
 
-    def live_text(self) -> str:
-        """The FPS / latency line drawn on frames while running."""
-        s = self.timers["latency"].summary()
-        wall = time.perf_counter() - self.started
-        return f"{self.frames / wall:.1f} fps end-to-end | latency {s['p50_ms']:.0f} ms"
+    def live_text(self) -> str | None:
+        """The line drawn on frames while running; None until a frame is done (nothing measured yet).
+
+        Latency is shown for live sources only: a file is read ahead as fast as the
+        queues allow, so a file frame's age is time spent waiting in them, not lag.
+        """
+        if self.frames == 0:
+            return None
+        fps = f"{self.frames / (time.perf_counter() - self.started):.1f} fps end-to-end"
+        if not self.live:
+            return fps
+        return f"{fps} | latency {self.timers['latency'].summary()['p50_ms']:.0f} ms"
 
     def write_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.summary(), indent=2) + "\n", encoding="utf-8")

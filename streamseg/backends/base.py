@@ -17,13 +17,15 @@ class Backend(ABC):
 
     `name` is the backend ("torch", "onnx", "tensorrt"), `device` where it runs,
     `info` the model's self-description (classes, palette, mean/std, size).
-    `max_batch` is the largest batch the backend accepts (None: any).
+    `max_batch` is the largest batch the backend accepts (None: any);
+    `fixed_size` the only `(H, W)` input it accepts (None: any).
     """
 
     name: str
     device: str
     info: ModelInfo
     max_batch: int | None = None
+    fixed_size: tuple[int, int] | None = None
 
     @abstractmethod
     def logits(self, batch: np.ndarray) -> np.ndarray:

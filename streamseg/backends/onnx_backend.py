@@ -140,8 +140,10 @@ class OnnxBackend(Backend):
         self.info = self.meta.info
         self.threads = threads or physical_cores()
         self.input_name = self.session.get_inputs()[0].name
-        batch_dim = self.session.get_inputs()[0].shape[0]
+        batch_dim, _, height, width = self.session.get_inputs()[0].shape
         self.max_batch = batch_dim if isinstance(batch_dim, int) else None  # symbolic: any batch
+        if isinstance(height, int) and isinstance(width, int):  # a static export (`--static`)
+            self.fixed_size = (height, width)
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         if self.max_batch is not None and len(batch) != self.max_batch:

@@ -193,6 +193,8 @@ class TensorRTBackend(Backend):
         low, opt, high = self.engine.get_tensor_profile_shape(self.input_name, 0)
         self.batch_range = (low[0], opt[0], high[0])
         self.max_batch = high[0]
+        if tuple(low)[2:] == tuple(high)[2:]:  # built for one stream shape (`streamseg export --fp16`)
+            self.fixed_size = (int(low[2]), int(low[3]))
 
     def _host(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """A reused page-locked buffer: copies from it to the GPU are truly asynchronous."""

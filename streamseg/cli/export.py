@@ -15,9 +15,13 @@ from .errors import one_line_errors
 @click.option("--name", default=None, help="File name stem [default: the preset name or the checkpoint's stem].")
 @click.option("--batch", "-b", type=click.IntRange(1, 256), default=1,
               help="Largest batch: the TensorRT profile's max (min is 1). The ONNX batch axis is always dynamic.")
-@click.option("--height", type=click.IntRange(32, 4096), default=None, help="Input height [default: the model's].")
-@click.option("--width", type=click.IntRange(32, 4096), default=None, help="Input width [default: the model's].")
-@click.option("--dynamic", is_flag=True, help="Also make the ONNX input height and width dynamic.")
+@click.option("--height", type=click.IntRange(32, 4096), default=None,
+              help="Input height [default: what `run` feeds the model for --calib's frames].")
+@click.option("--width", type=click.IntRange(32, 4096), default=None,
+              help="Input width [default: what `run` feeds the model for --calib's frames].")
+@click.option("--dynamic/--static", default=True, show_default=True,
+              help="Dynamic ONNX input height and width (any frame shape, as `run --aspect keep` needs), or fixed "
+                   "at --height x --width.")
 @click.option("--opset", type=click.IntRange(17, 23), default=17, help="ONNX opset.")
 @click.option("--int8", is_flag=True, help="Also write <name>.int8.onnx (ONNX Runtime static INT8, for CPUs).")
 @click.option("--fp16", is_flag=True, help="Also build a TensorRT FP16 engine (needs an NVIDIA GPU and TensorRT 10).")

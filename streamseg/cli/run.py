@@ -54,8 +54,9 @@ def view_options(command: Callable) -> Callable:
         click.option("--classes", default=None, help="Comma-separated classes to draw, e.g. road,car (default all)."),
         click.option("--palette", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
                      help="Class colours in CamVid's label_colors.txt format ('R G B Name' per line)."),
-        click.option("--aspect", type=click.Choice(ASPECTS), default="pad", show_default=True,
-                     help="pad: keep the frame's aspect ratio (letterbox); stretch: fill the model input."),
+        click.option("--aspect", type=click.Choice(ASPECTS), default="keep", show_default=True,
+                     help="keep: run the model at the frame's aspect ratio (short side at its training size); "
+                          "pad: letterbox into the model's input size; stretch: fill the model input."),
         click.option("--codec", default="libx264", show_default=True, help="FFmpeg video encoder."),
         click.option("--crf", type=click.IntRange(0, 51), default=23, show_default=True),
         click.option("--preset", type=click.Choice(X264_PRESETS), default="veryfast", show_default=True,
@@ -119,7 +120,8 @@ def exit_code(received: list[int]) -> int:
 @view_options
 @click.option("--audio/--no-audio", default=True, show_default=True, help="Copy the input's audio unchanged.")
 @click.option("--save-masks", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also write each frame's class ids as a uint8 PNG (000000.png, …) into this folder.")
+              help="Also write each frame's class ids as a palettised PNG (000000.png, …; values are class ids, "
+                   "viewers show the class colours) into this folder.")
 @click.option("--stats-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the timing summary as JSON.")
 @click.option("--progress/--no-progress", default=True, show_default=True)

@@ -1,7 +1,10 @@
 """ONNX → TensorRT engine with the TensorRT 10 Python API, plus its JSON sidecar.
 
 One optimisation profile: batch min 1, opt = max = `--batch` (the runner
-fills whole batches and pads only the last one), H x W fixed. A timing cache
+fills whole batches and pads only the last one), H x W fixed at the stream's
+shape: what `run --aspect keep` feeds the model for the footage given to
+`export --calib` (or --height/--width), so kernels are tuned for exactly it;
+a stream of another shape is letterboxed into it, with a warning. A timing cache
 per GPU and TensorRT version makes rebuilds take seconds instead of minutes.
 """
 from __future__ import annotations
