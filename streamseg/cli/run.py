@@ -27,6 +27,7 @@ from ..preprocess import ASPECTS, PreprocessConfig
 from ..source import SourceError, VideoSource, expand_sources, open_source
 from ..stats import RunStats, format_summary
 from ..webcam import DisplayError, check_display, run_webcam
+from .serving import open_view, serve_options, served_source, view_hooks
 
 # x264's and x265's presets: a typo would otherwise surface as "Invalid argument" after the model loaded.
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
@@ -156,11 +157,12 @@ def setup_logging() -> None:
 
 
 def run_one(source: VideoSource, spec: str, output: Path, backend: Backend, pipeline: PipelineConfig,
-            encode: EncodeConfig, stop: threading.Event, progress: bool) -> dict:
+            encode: EncodeConfig, stop: threading.Event, progress: bool, view: object = None) -> dict:
     try:
         writer = VideoWriter(output, encode, rate=source.info.rate,
                              audio_from=spec if source.info.audio and not source.info.live else None)
-        stats = run(source, backend, writer, pipeline, stop=stop, progress=progress)
+        source = served_source(view, source)
+        stats = run(source, backend, writer, pipeline, stop=stop, progress=progress, **view_hooks(view))
         return report(stats, output, stop.is_set())
     finally:
         source.close()
@@ -195,10 +197,11 @@ def exit_code(received: list[int]) -> int:
 @click.option("--stats-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the timing summary as JSON.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@serve_options
 @click.pass_context
 def run_command(ctx: click.Context, source: str, model: str, backend: str, device: str, batch: int,
                 output: Path | None, overwrite: bool, save_masks: Path | None, stats_json: Path | None,
-                progress: bool, **view: object) -> None:
+                progress: bool, serve: bool, host: str, port: int, **view: object) -> None:
     """Segment a video file, URL, glob ('clips/*.mp4') or camera index (0) into an annotated video."""
     setup_logging()
     # Signals are caught from the start: Ctrl-C while connecting or loading the model is an
@@ -215,11 +218,12 @@ def run_command(ctx: click.Context, source: str, model: str, backend: str, devic
                 raise EncodeError(f"--stats-json folder {stats_json.parent} does not exist")
             first = open_source(sources[0])  # a bad input fails before the model is loaded
             chosen = open_backend(ModelConfig(model, backend, device), batch)
+            browser = open_view(ctx, serve, chosen.info, pipeline.overlay, host, port)
             summaries: dict[str, dict] = {}
             for spec, path in zip(sources, outputs, strict=True):
                 opened, first = first or open_source(spec), None
                 config = replace(pipeline, save_masks=mask_folder(save_masks, spec, len(sources) > 1))
-                summaries[spec] = run_one(opened, spec, path, chosen, config, encode, stop, progress)
+                summaries[spec] = run_one(opened, spec, path, chosen, config, encode, stop, progress, browser)
                 if stop.is_set():
                     break
             if stats_json is not None:
@@ -237,20 +241,23 @@ def run_command(ctx: click.Context, source: str, model: str, backend: str, devic
 @click.command("webcam")
 @click.option("--camera", default=0, type=click.IntRange(0), show_default=True, help="Camera index.")
 @model_options
-@click.option("--show/--no-show", default=True, show_default=True, help="Open a window (q or Esc quits).")
+@click.option("--show/--no-show", default=None, help="Open a window (q or Esc quits); default: on unless --serve.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also record the segmented video here.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing recording.")
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many frames.")
 @view_options
+@serve_options
 @click.pass_context
-def webcam_command(ctx: click.Context, camera: int, model: str, backend: str, device: str, show: bool,
-                   output: Path | None, overwrite: bool, max_frames: int | None, **view: object) -> None:
-    """Live demo: camera in, segmented video out in a window and/or a file."""
+def webcam_command(ctx: click.Context, camera: int, model: str, backend: str, device: str, show: bool | None,
+                   output: Path | None, overwrite: bool, max_frames: int | None, serve: bool, host: str, port: int,
+                   **view: object) -> None:
+    """Live demo: camera in, segmented video out in a window, a browser (--serve) and/or a file."""
     setup_logging()
+    show = not serve if show is None else show
     try:
-        if not show and output is None:
-            raise click.UsageError("nothing to do: pass --show and/or --output")
+        if not show and not serve and output is None:
+            raise click.UsageError("nothing to do: pass --show, --serve and/or --output")
         pipeline, encode = build_configs(view)
         if show:
             check_display()
@@ -260,13 +267,14 @@ def webcam_command(ctx: click.Context, camera: int, model: str, backend: str, de
         source = open_source(str(camera))
         try:
             chosen = open_backend(ModelConfig(model, backend, device), 1)
+            browser = open_view(ctx, serve, chosen.info, pipeline.overlay, host, port)
             writer = VideoWriter(output, encode, rate=source.info.rate) if output is not None else None
             with stop_on_signals() as (stop, received):
                 stats = run_webcam(source, chosen, pipeline, display=show, writer=writer, stop=stop,
-                                   max_frames=max_frames)
+                                   max_frames=max_frames, **view_hooks(browser))
         finally:
             source.close()
-        report(stats, output or Path("(window)"), bool(received))
+        report(stats, output or Path("(browser)" if serve else "(window)"), bool(received))
     except EXPECTED as error:
         raise click.ClickException(one_line(error)) from None
     ctx.exit(exit_code(received))
