@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from importlib import resources
 
@@ -42,6 +42,10 @@ from .source import VideoSource
 LOOPBACK = ("127.0.0.1", "localhost")
 BOUNDARY = "frame"
 JPEG_QUALITY = 80  # small enough for a remote link, sharp enough to judge a mask's edges
+# Kernel send buffer per viewer. Left to autotuning it grows to megabytes: a viewer that stops reading
+# would get ~80 stale frames queued, and seconds of lag when it reads again. A few frames is enough
+# to keep a link of 50 ms round trip busy. Accepted sockets inherit it from the listening socket.
+SEND_BUFFER = 128 * 1024
 
 
 class ServeError(OSError):
@@ -112,9 +116,13 @@ class FrameSlot:
         self._wake()
 
     def _wake(self) -> None:
+        self.call_soon(self._notify)
+
+    def call_soon(self, callback: Callable[[], None]) -> None:
+        """Run `callback` on the server's loop (from any thread); nothing once the loop has stopped."""
         if self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop has already stopped
-                self._loop.call_soon_threadsafe(self._notify)
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(callback)
 
     def _notify(self) -> None:
         # Runs on the loop, so no viewer can check `number` and start waiting in between.
@@ -205,11 +213,19 @@ class ViewServer:
                 "latency_ms": latency, "ended": self.slot.closed}
 
     def close(self) -> None:
-        self.slot.close()  # ends every viewer's stream, so shutdown need not wait for them
+        self.slot.close()  # ends the stream of every viewer waiting for a frame
+        self.slot.call_soon(self._hang_up)
         self.server.should_exit = True
         if self.thread.is_alive():
             self.thread.join(timeout=10)
         self.socket.close()
+
+    def _hang_up(self) -> None:
+        # A viewer that stopped reading is stuck in a send that would never finish; uvicorn would
+        # cancel it after its grace period and log that as an error. Closing the connections
+        # ends those sends as a disconnect, which Starlette handles quietly.
+        for connection in list(self.server.server_state.connections):
+            connection.transport.abort()
 
     def __enter__(self) -> ViewServer:
         return self.start()
@@ -221,7 +237,9 @@ class ViewServer:
 def listen(host: str, port: int) -> socket.socket:
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
-        return socket.create_server((host, port), family=family)
+        listener = socket.create_server((host, port), family=family)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+        return listener
     except OSError as error:
         raise ServeError(f"cannot listen on {host}:{port} ({error.strerror or error}); "
                          "choose another --port or --host") from None
