@@ -81,7 +81,7 @@ def test_the_page_shows_the_live_overlay_and_its_controls_work(tiny_model, make_
     from playwright.sync_api import sync_playwright
 
     palette = np.asarray(load_backend(str(tiny_model), "torch", "cpu")[0].info.palette)
-    clip = make_clip(frames=900, size=(240, 320), rate=15)  # 60 s at its own pace: outlasts the test
+    clip = make_clip(frames=600, size=(240, 320), rate=10)  # 60 s at its own pace: outlasts the test
     server, url = start_server(clip, tiny_model, tmp_path / "out.mp4")
     try:
         with sync_playwright() as playwright:
