@@ -97,8 +97,7 @@ class FrameSlot:
     """
 
     def __init__(self) -> None:
-        self.jpeg: bytes | None = None
-        self.number = 0
+        self.latest: tuple[int, bytes] = (0, b"")  # (number, JPEG), swapped as one reference
         self.closed = False
         self.viewers = 0
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -108,7 +107,7 @@ class FrameSlot:
         self._loop, self._changed = loop, asyncio.Event()
 
     def put(self, jpeg: bytes) -> None:
-        self.jpeg, self.number = jpeg, self.number + 1
+        self.latest = (self.latest[0] + 1, jpeg)
         self._wake()
 
     def close(self) -> None:
@@ -131,9 +130,9 @@ class FrameSlot:
 
     async def newer(self, than: int) -> tuple[int, bytes] | None:
         """Wait for a frame newer than number `than`; None once the stream has ended."""
-        while not self.closed and (self.number == than or self.jpeg is None):
+        while not self.closed and self.latest[0] == than:
             await self._changed.wait()
-        return None if self.closed else (self.number, self.jpeg)
+        return None if self.closed else self.latest
 
 
 class TokenGate:

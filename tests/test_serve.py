@@ -5,6 +5,7 @@ The end-to-end test in a real headless Chromium is in test_serve_browser.py.
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import urllib.error
@@ -15,15 +16,15 @@ import cv2
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from test_webcam import FakeCapture
 
-import streamseg.webcam as webcam
+from streamseg import webcam
 from streamseg.backends import load_backend
 from streamseg.cli import main
 from streamseg.encode import VideoWriter
 from streamseg.overlay import OverlayConfig
 from streamseg.serve import FrameSlot, ServeConfig, ViewServer
 from streamseg.source import CameraSource
-from test_webcam import FakeCapture
 
 
 @pytest.fixture(scope="module")
@@ -99,16 +100,16 @@ def test_loopback_serves_the_page_and_stream_only(backend):
 
 def test_controls_are_validated_and_change_the_renderer(backend):
     with ViewServer(backend.info, OverlayConfig(), ServeConfig("127.0.0.1", 0)) as view:
-        url, json = f"http://127.0.0.1:{view.port}/controls", {"Content-Type": "application/json"}
+        url, as_json = f"http://127.0.0.1:{view.port}/controls", {"Content-Type": "application/json"}
         assert get(url, {"Content-Type": "application/x-www-form-urlencoded"}, b"alpha=1")[0] == 415
-        assert get(url, json, b'{"alpha": 2}')[0] == 400
-        status, body = get(url, json, b'{"shown": ["Road", "Nope"]}')
+        assert get(url, as_json, b'{"alpha": 2}')[0] == 400
+        status, body = get(url, as_json, b'{"shown": ["Road", "Nope"]}')
         assert status == 400 and b"Nope" in body
-        assert get(url, json, b"not json")[0] == 400
-        assert get(url, json, b'{"alpha": 0.25, "shown": ["Road", "car"]}')[0] == 200
+        assert get(url, as_json, b"not json")[0] == 400
+        assert get(url, as_json, b'{"alpha": 0.25, "shown": ["Road", "car"]}')[0] == 200
         config = view.renderer.current.config
         assert config.alpha == 0.25 and config.classes == ("Road", "car")
-        state = __import__("json").loads(get(url)[1])
+        state = json.loads(get(url)[1])
         assert [c["name"] for c in state["classes"] if c["shown"]] == ["Road", "Car"]
 
 
