@@ -17,6 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .backends import Backend
 from .checkpoint import atomic_write
@@ -25,6 +26,10 @@ from .pipeline import PipelineConfig, run
 from .runtime import load_backend
 from .source import VideoSource, expand_sources, open_source
 from .stats import RunStats, format_summary
+
+if TYPE_CHECKING:
+    from .modelinfo import ModelInfo
+    from .serve import ViewServer
 
 Log = Callable[[str], None]
 
@@ -95,14 +100,29 @@ def report(stats: RunStats, output: Path, interrupted: bool, log: Log = stderr_l
 
 
 def run_one(source: VideoSource, spec: str, output: Path, backend: Backend, pipeline: PipelineConfig,
-            encode: EncodeConfig, stop: threading.Event, progress: bool, log: Log = stderr_log) -> dict:
+            encode: EncodeConfig, stop: threading.Event, progress: bool, log: Log = stderr_log,
+            view: ViewServer | None = None) -> dict:
     try:
         writer = VideoWriter(output, encode, rate=source.info.rate,
                              audio_from=spec if source.info.audio and not source.info.live else None)
-        stats = run(source, backend, writer, pipeline, stop=stop, progress=progress)
+        source = served_source(view, source)
+        stats = run(source, backend, writer, pipeline, stop=stop, progress=progress, **view_hooks(view))
         return report(stats, output, stop.is_set(), log)
     finally:
         source.close()
+
+
+def view_hooks(view: ViewServer | None) -> dict:
+    """What `pipeline.run` / `run_webcam` take to draw with the page's controls and feed its stream."""
+    return {} if view is None else {"renderer": view.renderer, "on_frame": view.publish}
+
+
+def served_source(view: ViewServer | None, source: VideoSource) -> VideoSource:
+    """With a viewer, a file plays at its own frame rate (live sources already do)."""
+    if view is None or source.info.live:
+        return source
+    from .serve import RealTime
+    return RealTime(source)
 
 
 def check_outputs(outputs: list[Path], overwrite: bool, encode: EncodeConfig, stats_json: Path | None) -> None:
@@ -117,11 +137,13 @@ def check_outputs(outputs: list[Path], overwrite: bool, encode: EncodeConfig, st
 def run_many(source: str, model: ModelConfig = ModelConfig(), *, output: Path | None = None,
              overwrite: bool = False, pipeline: PipelineConfig = PipelineConfig(),
              encode: EncodeConfig = EncodeConfig(), save_masks: Path | None = None, stats_json: Path | None = None,
-             stop: threading.Event | None = None, progress: bool = True, log: Log = stderr_log) -> dict[str, dict]:
+             stop: threading.Event | None = None, progress: bool = True, log: Log = stderr_log,
+             view: Callable[[ModelInfo], ViewServer | None] | None = None) -> dict[str, dict]:
     """Segment every video `source` names (file, URL, glob or camera index) into its output file.
 
     Returns each source's timing summary. `stop` ends the current video gracefully
-    (its output is finalised) and skips the rest. Raises `SourceError`, `EncodeError`,
+    (its output is finalised) and skips the rest. `view`, given the model's info, may
+    start a browser view (`streamseg.serve.ViewServer`) that every video feeds. Raises `SourceError`, `EncodeError`,
     `BackendError`, `CheckpointError`, `OSError` or `av.FFmpegError` with a one-line message.
     """
     stop = stop if stop is not None else threading.Event()
@@ -131,6 +153,7 @@ def run_many(source: str, model: ModelConfig = ModelConfig(), *, output: Path | 
     first: VideoSource | None = open_source(sources[0])  # a bad input fails before the model is loaded
     try:
         chosen = open_backend(model, pipeline.batch, log)
+        browser = view(chosen.info) if view is not None else None
     except BaseException:
         first.close()
         raise
@@ -138,7 +161,7 @@ def run_many(source: str, model: ModelConfig = ModelConfig(), *, output: Path | 
     for spec, path in zip(sources, outputs, strict=True):
         opened, first = first or open_source(spec), None
         config = replace(pipeline, save_masks=mask_folder(save_masks, spec, len(sources) > 1))
-        summaries[spec] = run_one(opened, spec, path, chosen, config, encode, stop, progress, log)
+        summaries[spec] = run_one(opened, spec, path, chosen, config, encode, stop, progress, log, browser)
         if stop.is_set():
             break
     if stats_json is not None:

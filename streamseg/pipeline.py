@@ -203,17 +203,23 @@ def segment_frames(source: VideoSource | str, backend: Backend | str, config: Pi
 
 
 def run(source: VideoSource, backend: Backend, writer: VideoWriter, config: PipelineConfig = PipelineConfig(),
-        *, stats: RunStats | None = None, stop: threading.Event | None = None, progress: bool = True) -> RunStats:
-    """Segment `source` into `writer`; on `stop`, drain what is in flight and finalise the file."""
+        *, stats: RunStats | None = None, stop: threading.Event | None = None, progress: bool = True,
+        renderer: Renderer | None = None, on_frame: Callable[[Frame], None] | None = None) -> RunStats:
+    """Segment `source` into `writer`; on `stop`, drain what is in flight and finalise the file.
+
+    `renderer` replaces the one built from `config.overlay`; `on_frame` sees each finished frame (a viewer).
+    """
     stats = stats if stats is not None else RunStats(backend.info.classes)
     stop = stop if stop is not None else threading.Event()
-    renderer = Renderer(backend.info, config.overlay)
+    renderer = renderer if renderer is not None else Renderer(backend.info, config.overlay)
     bar = tqdm(total=source.info.frames, unit="frame", disable=not progress, dynamic_ncols=True)
     try:
         for frame in segment_frames(source, backend, config, stats=stats, stop=stop, renderer=renderer):
             with stats["encode"].time():
                 writer.write(frame, frame.rendered)
             stats.frame_done(frame.born)
+            if on_frame is not None:
+                on_frame(frame)
             bar.update()
         if stats.frames == 0:
             why = "stopped before the first frame" if stop.is_set() else "no frames could be decoded"

@@ -16,7 +16,7 @@ import click
 
 from ..classes import load_label_colors
 from ..encode import EncodeConfig, VideoWriter, check_codec, check_writable
-from ..jobs import ModelConfig, open_backend, report, run_many
+from ..jobs import ModelConfig, open_backend, report, run_many, view_hooks
 from ..overlay import VIEWS, OverlayConfig
 from ..pipeline import PipelineConfig
 from ..preprocess import ASPECTS, PreprocessConfig
@@ -24,6 +24,7 @@ from ..runtime import BACKENDS
 from ..source import open_source
 from ..webcam import check_display, run_webcam
 from .errors import one_line_errors
+from .serving import open_view, serve_options
 
 # x264's and x265's presets: a typo would otherwise surface as "Invalid argument" after the model loaded.
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
@@ -125,10 +126,11 @@ def exit_code(received: list[int]) -> int:
 @click.option("--stats-json", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the timing summary as JSON.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
+@serve_options
 @click.pass_context
 def run_command(ctx: click.Context, source: str, model: str, backend: str, device: str, batch: int,
                 output: Path | None, overwrite: bool, save_masks: Path | None, stats_json: Path | None,
-                progress: bool, **view: object) -> None:
+                progress: bool, serve: bool, host: str, port: int, **view: object) -> None:
     """Segment a video file, URL, glob ('clips/*.mp4') or camera index (0) into an annotated video."""
     setup_logging()
     # Signals are caught from the start: Ctrl-C while connecting or loading the model is an
@@ -139,7 +141,8 @@ def run_command(ctx: click.Context, source: str, model: str, backend: str, devic
                 pipeline, encode = build_configs(view, batch)
                 run_many(source, ModelConfig(model, backend, device), output=output, overwrite=overwrite,
                          pipeline=pipeline, encode=encode, save_masks=save_masks, stats_json=stats_json, stop=stop,
-                         progress=progress, log=echo)
+                         progress=progress, log=echo,
+                         view=lambda info: open_view(ctx, serve, info, pipeline.overlay, host, port))
         except KeyboardInterrupt:
             click.echo("Error: interrupted twice: stopped without finalising the output", err=True)
     ctx.exit(exit_code(received))
@@ -148,20 +151,23 @@ def run_command(ctx: click.Context, source: str, model: str, backend: str, devic
 @click.command("webcam")
 @click.option("--camera", default=0, type=click.IntRange(0), show_default=True, help="Camera index.")
 @model_options
-@click.option("--show/--no-show", default=True, show_default=True, help="Open a window (q or Esc quits).")
+@click.option("--show/--no-show", default=None, help="Open a window (q or Esc quits); default: on unless --serve.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also record the segmented video here.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing recording.")
 @click.option("--max-frames", type=click.IntRange(1), default=None, help="Stop after this many frames.")
 @view_options
+@serve_options
 @click.pass_context
-def webcam_command(ctx: click.Context, camera: int, model: str, backend: str, device: str, show: bool,
-                   output: Path | None, overwrite: bool, max_frames: int | None, **view: object) -> None:
-    """Live demo: camera in, segmented video out in a window and/or a file."""
+def webcam_command(ctx: click.Context, camera: int, model: str, backend: str, device: str, show: bool | None,
+                   output: Path | None, overwrite: bool, max_frames: int | None, serve: bool, host: str, port: int,
+                   **view: object) -> None:
+    """Live demo: camera in, segmented video out in a window, a browser (--serve) and/or a file."""
     setup_logging()
+    show = not serve if show is None else show
     with one_line_errors():
-        if not show and output is None:
-            raise click.UsageError("nothing to do: pass --show and/or --output")
+        if not show and not serve and output is None:
+            raise click.UsageError("nothing to do: pass --show, --serve and/or --output")
         pipeline, encode = build_configs(view)
         if show:
             check_display()
@@ -171,11 +177,12 @@ def webcam_command(ctx: click.Context, camera: int, model: str, backend: str, de
         source = open_source(str(camera))
         try:
             chosen = open_backend(ModelConfig(model, backend, device), 1, echo)
+            browser = open_view(ctx, serve, chosen.info, pipeline.overlay, host, port)
             writer = VideoWriter(output, encode, rate=source.info.rate) if output is not None else None
             with stop_on_signals() as (stop, received):
                 stats = run_webcam(source, chosen, pipeline, display=show, writer=writer, stop=stop,
-                                   max_frames=max_frames)
+                                   max_frames=max_frames, **view_hooks(browser))
         finally:
             source.close()
-        report(stats, output or Path("(window)"), bool(received), echo)
+        report(stats, output or Path("(browser)" if serve else "(window)"), bool(received), echo)
     ctx.exit(exit_code(received))
