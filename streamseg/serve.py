@@ -34,7 +34,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from .checkpoint import ModelInfo
+from .modelinfo import ModelInfo
 from .decode import Frame
 from .overlay import OverlayConfig, Renderer, class_palette
 from .source import VideoSource
