@@ -20,11 +20,11 @@ import numpy as np
 import torch
 
 from streamseg.backends import Backend, OnnxBackend, TorchBackend
-from streamseg.backends.onnx_backend import physical_cores
 from streamseg.checkpoint import ModelInfo, load_checkpoint, save_checkpoint, shipped_weights
 from streamseg.export import export_onnx, load_frames, quantize_int8, to_batch
 from streamseg.export.run import make_meta
 from streamseg.models import PRESETS
+from streamseg.threads import physical_cores
 
 
 def checkpoint_for(name: str, folder: Path, weights_dir: Path | None) -> tuple[Path, str]:

@@ -32,11 +32,12 @@ import cv2
 import numpy as np
 import onnxruntime as ort
 
-from streamseg.backends import BACKENDS, load_backend, onnx_file, resolve_checkpoint
-from streamseg.backends.onnx_backend import physical_cores, read_onnx_meta
+from streamseg.backends.onnx_backend import read_onnx_meta
 from streamseg.backends.openvino_backend import native_bf16
-from streamseg.checkpoint import ModelInfo, save_checkpoint, shipped_weights
-from streamseg.threads import plan_threads
+from streamseg.checkpoint import ModelInfo, resolve_checkpoint, save_checkpoint, shipped_weights
+from streamseg.preprocess import keep_size
+from streamseg.runtime import BACKENDS, load_backend, onnx_file
+from streamseg.threads import physical_cores, plan_threads
 
 HERE = Path(__file__).resolve().parent
 SAMPLE = HERE.parent / "samples" / "camseq01.mp4"
@@ -76,6 +77,13 @@ def make_clip(sample: Path, frames: int, output: Path) -> Path:
             out.mux(stream.encode(av.VideoFrame.from_ndarray(images[i % len(images)], format="rgb24")))
         out.mux(stream.encode(None))
     return output
+
+
+def run_size(clip: Path, input_size: tuple[int, int]) -> tuple[int, int]:
+    """The model input `streamseg run` uses for the clip (`--aspect keep`, the default): the same everywhere."""
+    with av.open(str(clip)) as probe:
+        stream = probe.streams.video[0]
+        return keep_size((stream.height, stream.width), input_size)
 
 
 def fps_of(work, seconds: float) -> float:
@@ -240,11 +248,11 @@ def main() -> None:
     try:
         model = checkpoint_for(args.model, folder)
         path = onnx_file(model, resolve_checkpoint(model), folder / "engines")  # setup: export once
-        size = tuple(read_onnx_meta(path).info.input_size)
+        clip = make_clip(SAMPLE, args.frames, folder / f"clip{args.frames}.mp4")
+        size = run_size(clip, tuple(read_onnx_meta(path).info.input_size))
         _, reason = load_backend(model, args.backend, batch=args.batch, engines_dir=folder / "engines")
         print(f"model {args.model}: {path.name}, {size[0]}x{size[1]}; --backend {args.backend}: {reason}")
         print(f"streamseg's thread plan: {plan_threads()}")
-        clip = make_clip(SAMPLE, args.frames, folder / f"clip{args.frames}.mp4")
         x = np.random.default_rng(0).standard_normal((1, 3, *size)).astype(np.float32)
         raw = {name: fps_of(lambda p=predict: p(x), args.seconds)
                for name, predict in runtimes(path, size, None).items()}

@@ -1,4 +1,5 @@
-"""Batching: group preprocessed frames for the backend and split its answer back.
+"""Batching: group preprocessed frames into the backend's `(N, 3, h, w)` input (`pipeline.Stages.infer`
+hands each frame its row of the answer).
 
 Files are batched `--batch` frames at a time and the last, partial batch is
 run as it is (or padded for backends that only take one batch size). Live
@@ -20,6 +21,9 @@ def batch_frames(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
         raise ValueError(f"batch size must be >= 1, got {size}")
     batch: list[Frame] = []
     for frame in frames:
+        if batch and frame.tensor is not None and frame.tensor.shape != batch[0].tensor.shape:
+            yield batch  # the source changed size mid-stream (--aspect keep follows it): one shape per batch
+            batch = []
         batch.append(frame)
         if len(batch) == size:
             yield batch
@@ -43,12 +47,3 @@ def effective_batch(requested: int, backend: Backend, live: bool) -> int:
     if backend.max_batch is not None:
         return max(1, min(requested, backend.max_batch))
     return requested
-
-
-def infer(backend: Backend, frames: list[Frame], *, pad_to: int | None = None) -> list[Frame]:
-    """Run one batch and store each frame's `(h, w) uint8` label map at model resolution."""
-    labels = backend.predict(stack(frames, pad_to))
-    for frame, frame_labels in zip(frames, labels, strict=False):  # padding rows, if any, are dropped here
-        frame.small_labels = frame_labels
-        frame.tensor = None  # the input is no longer needed: free it early
-    return frames

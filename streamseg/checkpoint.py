@@ -13,73 +13,19 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safetensors import SafetensorError, safe_open
 
-from .classes import CAMVID_CLASSES, CAMVID_PALETTE
+from .modelinfo import CheckpointError, ModelInfo
 
 if TYPE_CHECKING:
     import torch
     from torch import nn
 
-FORMAT = "streamseg-checkpoint/1"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, corrupt or does not match its architecture."""
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What a checkpoint says about its model: enough to rebuild and run it."""
-    name: str                                   # what the user asked for, e.g. "deeplab"
-    arch: str                                   # key in MODELS, e.g. "deeplabv3plus"
-    options: dict[str, Any] = field(default_factory=dict)
-    classes: tuple[str, ...] = CAMVID_CLASSES
-    palette: tuple[tuple[int, int, int], ...] = CAMVID_PALETTE
-    mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
-    input_size: tuple[int, int] = (360, 480)    # (H, W) the model was evaluated at
-    training: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @classmethod
-    def for_model(cls, name: str, **kw: Any) -> ModelInfo:
-        from .models import resolve
-
-        arch, options = resolve(name, **kw.pop("options", {}))
-        return cls(name=name, arch=arch, options=options, **kw)
-
-    def to_json(self) -> str:
-        return json.dumps({"format": FORMAT, **asdict(self)})
-
-    @classmethod
-    def from_json(cls, text: str) -> ModelInfo:
-        data = json.loads(text)
-        if not isinstance(data, dict) or data.pop("format", None) != FORMAT:
-            raise CheckpointError("not a streamseg checkpoint (format tag missing)")
-        data["classes"] = tuple(data["classes"])
-        data["palette"] = tuple(tuple(c) for c in data["palette"])
-        for key in ("mean", "std", "input_size"):
-            data[key] = tuple(data[key])
-        return cls(**data)
-
-    def build(self) -> nn.Module:
-        """The architecture, randomly initialised, ready to take the file's weights."""
-        from .models import build_model
-
-        # Never fetch ImageNet weights here: the checkpoint's own weights replace them.
-        options = {k: v for k, v in self.options.items() if k != "pretrained_backbone"}
-        return build_model(self.arch, self.num_classes, **options)
+PRESETS = ("fcn", "unet", "deeplab")  # streamseg.models.PRESETS' keys, without importing the zoo (and torch)
 
 
 def _umask() -> int:
@@ -112,14 +58,6 @@ def save_checkpoint(path: str | Path, model: nn.Module, info: ModelInfo, *, half
     if half:
         state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     return atomic_write(path, lambda tmp: save_file(state, tmp, metadata={"streamseg": info.to_json()}))
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_info(path: str | Path) -> ModelInfo:
@@ -176,3 +114,40 @@ def shipped_weights(name: str) -> Path | None:
     """The packaged checkpoint for a preset name, if it was shipped."""
     path = WEIGHTS_DIR / f"{name}.safetensors"
     return path if path.is_file() else None
+
+
+# Pickled weights (torch.save, Lightning, joblib) can run code when loaded, so they are never opened.
+PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
+
+
+def resolve_checkpoint(model: str) -> Path:
+    """`deeplab` → the shipped weights; a path → itself. Errors say what to do."""
+    if model in PRESETS:
+        path = shipped_weights(model)
+        if path is None:
+            raise CheckpointError(f"no shipped weights for {model!r}; train one with `python -m train --model {model}` "
+                                  "and pass --model runs/.../best.safetensors")
+        return path
+    path = Path(model)
+    if path.suffix.lower() in PICKLE_SUFFIXES:  # refused by name, before a byte is read
+        raise CheckpointError(f"{model} is a pickle file, and loading one can run code, so streamseg never opens "
+                              "them; convert it to .safetensors where you trust it (safetensors.torch.save_file)")
+    if path.suffix in (".safetensors",) or path.exists():
+        if not path.is_file():
+            raise CheckpointError(f"model file not found: {model}")
+        return path
+    raise CheckpointError(f"unknown model {model!r}; use one of {', '.join(PRESETS)}, a .safetensors checkpoint, "
+                          "an exported .onnx file or a TensorRT .engine")
+
+
+def model_name(model: str) -> str:
+    """The stem exported files of `model` carry: the preset name or the checkpoint's stem."""
+    return model if model in PRESETS else Path(model).stem
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -21,7 +21,8 @@ log = logging.getLogger("streamseg")
 
 @dataclass(eq=False)
 class Frame:
-    """One video frame on its way through the pipeline; each stage fills in its field.
+    """One video frame on its way through the pipeline: decode creates it, and
+    `pipeline.Stages` fills in one field per later stage (nothing else writes them).
 
     `image` is `(H, W, 3) uint8` RGB, upright (display rotation already applied).
     """

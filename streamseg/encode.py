@@ -22,6 +22,8 @@ from .decode import Frame, coded
 log = logging.getLogger("streamseg")
 # Encoders that take x264-style `crf` / `preset` options.
 CRF_CODECS = ("libx264", "libx265")
+# FFmpeg's MOV-family muxers (.mov, .mp4): they take the `movie_timescale` option.
+MOV_FORMATS = ("mov", "mp4")
 
 
 class EncodeError(RuntimeError):
@@ -85,6 +87,31 @@ def even(image: np.ndarray) -> np.ndarray:
     return image
 
 
+def set_timing(container: av.container.OutputContainer, stream: av.video.stream.VideoStream,
+               source: Fraction | None, rate: Fraction) -> Fraction:
+    """Give the encoder the time base frames are timed in, and return it.
+
+    Containers that store a time per frame (MP4, MOV, Matroska) keep the source's
+    time base, so its pts go through unchanged (1/1000 when it has none): rounding
+    to 1/fps could merge frames of a variable-rate source (a camera) onto one tick.
+    Those that store a frame rate instead (AVI: packet n is shown at n/fps, gaps
+    become empty frames) get 1/fps, as FFmpeg's own CLI gives them, and no
+    B-frames: with no per-frame times, a reordered frame would be shown with the
+    time of its packet's place in decode order.
+    """
+    if container.format.flags & av.format.Flags.variable_fps.value:
+        time_base = source or Fraction(1, 1000)
+        if container.format.name in MOV_FORMATS:
+            # The edit list that delays a late first frame counts in the movie's own
+            # time scale (1/1000 by default): give it the track's, so it is exact too.
+            container.options["movie_timescale"] = str(time_base.denominator)
+    else:
+        time_base = 1 / Fraction(rate)
+        stream.codec_context.max_b_frames = 0
+    stream.time_base = stream.codec_context.time_base = time_base
+    return time_base
+
+
 class AudioCopier:
     """Copies the source's first audio stream packet by packet (no re-encoding)."""
 
@@ -127,6 +154,7 @@ class VideoWriter:
         self.stream: av.video.stream.VideoStream | None = None
         self.audio: AudioCopier | None = None
         self.frames, self.rotation, self.last_pts, self.end_seconds = 0, 0, None, 0.0
+        self.time_base = Fraction(1, 1000)  # the encoder's, set on the first frame
         self.resized = False  # warned that the source changed frame size mid-stream
 
     def _open(self, height: int, width: int, frame: Frame) -> None:
@@ -140,10 +168,10 @@ class VideoWriter:
             options["threads"] = str(self.config.threads)
         stream = self.container.add_stream(self.config.codec, rate=self.rate, options=options)
         stream.width, stream.height, stream.pix_fmt = width, height, self.config.pix_fmt
-        # Keep the source's time base so its pts go through unchanged (1/1000 when none).
-        # The codec uses the same time base: rounding pts to 1/fps could merge frames of a
-        # variable-rate source (a camera) onto one tick, which the encoder rejects.
-        stream.time_base = stream.codec_context.time_base = frame.time_base or Fraction(1, 1000)
+        # Frames are timed in the encoder's time base, chosen here and kept: the muxer may
+        # replace `stream.time_base` when it writes the header (Matroska: 1/1000), and PyAV
+        # rescales each packet from the encoder's time base to the stream's when muxing.
+        self.time_base = set_timing(self.container, stream, frame.time_base, self.rate)
         self.rotation = frame.rotation
         if frame.rotation:
             stream.set_display_rotation(frame.rotation)
@@ -177,7 +205,7 @@ class VideoWriter:
             self.audio.copy_until(self.end_seconds)
 
     def _timestamp(self, frame: Frame) -> tuple[int, Fraction]:
-        time_base = self.stream.time_base
+        time_base = self.time_base
         if frame.pts is None:  # no container timestamp (raw streams): one nominal frame after the last
             pts = 0 if self.last_pts is None else self.last_pts + max(1, round(1 / (self.rate * time_base)))
         else:

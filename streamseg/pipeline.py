@@ -24,13 +24,14 @@ from typing import TypeVar
 
 from tqdm import tqdm
 
-from .backends import Backend, load_backend
-from .batching import batch_frames, effective_batch, infer
+from .backends import Backend
+from .batching import batch_frames, effective_batch, stack
 from .decode import Frame
 from .encode import VideoWriter
 from .overlay import OverlayConfig, Renderer
 from .postprocess import Postprocessor, save_mask
 from .preprocess import PreprocessConfig, Preprocessor
+from .runtime import load_backend
 from .source import SourceError, VideoSource, open_source
 from .stats import RunStats, StageTimer
 from .threads import apply_opencv_threads, plan_threads
@@ -45,7 +46,7 @@ class PipelineConfig:
     overlay: OverlayConfig = OverlayConfig()
     batch: int = 1
     queue_size: int = 4             # frames between two stages: enough to absorb jitter, little memory
-    save_masks: Path | None = None  # write (H, W) uint8 class-id PNGs here
+    save_masks: Path | None = None  # write (H, W) class-id PNGs (palettised) here
 
 
 class _Failure:
@@ -127,34 +128,41 @@ def each(frames: Iterable[Frame], work: Callable[[Frame], None], timer: StageTim
 
 
 class Stages:
-    """The per-frame work of the stages between decode and encode, each timed into `stats`."""
+    """The per-frame work of the stages between decode and encode, each timed into `stats`.
+
+    The one place that writes a decoded `Frame`'s later fields: `tensor` (preprocess),
+    `small_labels` (backend), `labels` (postprocess), `rendered` (overlay)."""
 
     def __init__(self, backend: Backend, config: PipelineConfig, stats: RunStats, batch: int,
                  renderer: Renderer | None = None) -> None:
         self.backend, self.config, self.stats, self.batch, self.renderer = backend, config, stats, batch, renderer
-        self.preprocess = Preprocessor(backend.info, config.preprocess)
-        self.postprocess = Postprocessor(backend.info.input_size, config.preprocess.aspect)
+        fixed = getattr(backend, "fixed_size", None)  # a static ONNX / TensorRT engine takes one size only
+        self.preprocessor = Preprocessor(backend.info, config.preprocess, fixed=fixed)
+        self.postprocessor = Postprocessor(backend.info.input_size, config.preprocess.aspect, fixed=fixed)
         # Only a backend whose smallest batch exceeds the last, partial batch (a static ONNX,
         # an engine profile with min > 1) gets it padded; the extra rows are dropped after.
         self.pad_to = backend.min_batch if backend.min_batch > 1 else None
 
-    def prepare(self, frame: Frame) -> None:
-        frame.tensor = self.preprocess(frame.image)
+    def preprocess(self, frame: Frame) -> None:
+        frame.tensor = self.preprocessor(frame.image)
 
     def infer(self, frames: Iterable[Frame]) -> Iterator[Frame]:
         for group in batch_frames(frames, self.batch):
             if self.stats.batch_shape is None:
                 self.stats.batch_shape = (len(group), *group[0].tensor.shape)
             with self.stats["inference"].time(len(group)):
-                infer(self.backend, group, pad_to=self.pad_to)
+                labels = self.backend.predict(stack(group, self.pad_to))
+            for frame, frame_labels in zip(group, labels, strict=False):  # padding rows, if any, are dropped
+                frame.small_labels = frame_labels
+                frame.tensor = None  # the input is no longer needed: free it early
             yield from group
 
-    def finish(self, frame: Frame) -> None:
+    def postprocess(self, frame: Frame) -> None:
         size = frame.image.shape[:2]
-        self.stats.shares.add(self.postprocess.crop(frame.small_labels, size))
-        frame.labels, frame.small_labels = self.postprocess(frame.small_labels, size), None
+        self.stats.shares.add(self.postprocessor.crop(frame.small_labels, size))
+        frame.labels, frame.small_labels = self.postprocessor(frame.small_labels, size), None
         if self.config.save_masks is not None:
-            save_mask(self.config.save_masks, frame.index, frame.labels)
+            save_mask(self.config.save_masks, frame.index, frame.labels, self.backend.info.palette)
 
     def render(self, frame: Frame) -> None:
         frame.rendered = self.renderer(frame.image, frame.labels, self.stats.live_text())
@@ -177,14 +185,16 @@ def segment_frames(source: VideoSource | str, backend: Backend | str, config: Pi
     backend = load_backend(backend)[0] if isinstance(backend, str) else backend
     stats = stats if stats is not None else RunStats(backend.info.classes)
     live, halt = source.info.live, threading.Event()
+    stats.live = live
     size = 1 if live else config.queue_size
     stages = Stages(backend, config, stats, effective_batch(config.batch, backend, live), renderer)
-    frames = threaded(timed(source.frames(stop), stats["decode"]), halt, size, stages.count_drop if live else None)
-    frames = threaded(each(frames, stages.prepare, stats["preprocess"]), halt, size)
-    frames = threaded(stages.infer(frames), halt, max(size, stages.batch))
-    frames = threaded(each(frames, stages.finish, stats["postprocess"]), halt, size)
+    drop = stages.count_drop if live else None
+    frames = threaded(timed(source.frames(stop), stats["decode"]), halt, size, drop)      # decode
+    frames = threaded(each(frames, stages.preprocess, stats["preprocess"]), halt, size)   # preprocess
+    frames = threaded(stages.infer(frames), halt, max(size, stages.batch))                # batching → backend
+    frames = threaded(each(frames, stages.postprocess, stats["postprocess"]), halt, size)  # postprocess
     if renderer is not None:
-        frames = threaded(each(frames, stages.render, stats["render"]), halt, size)
+        frames = threaded(each(frames, stages.render, stats["render"]), halt, size)       # overlay
     try:
         yield from frames
     finally:
@@ -195,17 +205,23 @@ def segment_frames(source: VideoSource | str, backend: Backend | str, config: Pi
 
 
 def run(source: VideoSource, backend: Backend, writer: VideoWriter, config: PipelineConfig = PipelineConfig(),
-        *, stats: RunStats | None = None, stop: threading.Event | None = None, progress: bool = True) -> RunStats:
-    """Segment `source` into `writer`; on `stop`, drain what is in flight and finalise the file."""
+        *, stats: RunStats | None = None, stop: threading.Event | None = None, progress: bool = True,
+        renderer: Renderer | None = None, on_frame: Callable[[Frame], None] | None = None) -> RunStats:
+    """Segment `source` into `writer`; on `stop`, drain what is in flight and finalise the file.
+
+    `renderer` replaces the one built from `config.overlay`; `on_frame` sees each finished frame (a viewer).
+    """
     stats = stats if stats is not None else RunStats(backend.info.classes)
     stop = stop if stop is not None else threading.Event()
-    renderer = Renderer(backend.info, config.overlay)
+    renderer = renderer if renderer is not None else Renderer(backend.info, config.overlay)
     bar = tqdm(total=source.info.frames, unit="frame", disable=not progress, dynamic_ncols=True)
     try:
         for frame in segment_frames(source, backend, config, stats=stats, stop=stop, renderer=renderer):
             with stats["encode"].time():
                 writer.write(frame, frame.rendered)
             stats.frame_done(frame.born)
+            if on_frame is not None:
+                on_frame(frame)
             bar.update()
         if stats.frames == 0:
             why = "stopped before the first frame" if stop.is_set() else "no frames could be decoded"

@@ -11,25 +11,30 @@ categories, so they are resized with nearest neighbour, never interpolated.
 """
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image
 
+from .classes import palette_array
 from .preprocess import Geometry, plan_geometry
 
 
 class Postprocessor:
     """`(h, w) uint8` labels in model-input coordinates → `(H, W) uint8` labels for the frame."""
 
-    def __init__(self, input_size: tuple[int, int], aspect: str = "pad") -> None:
-        self.input_size = tuple(input_size)
+    def __init__(self, input_size: tuple[int, int], aspect: str = "keep", *,
+                 fixed: tuple[int, int] | None = None) -> None:
+        self.input_size, self.fixed = tuple(input_size), fixed
         self.aspect = aspect
         self._geometry: Geometry | None = None
 
     def geometry(self, frame_size: tuple[int, int]) -> Geometry:
         if self._geometry is None or self._geometry.frame_size != frame_size:
-            self._geometry = plan_geometry(frame_size, self.input_size, self.aspect)
+            self._geometry = plan_geometry(frame_size, self.input_size, self.aspect, self.fixed)
         return self._geometry
 
     def crop(self, small_labels: np.ndarray, frame_size: tuple[int, int]) -> np.ndarray:
@@ -45,28 +50,18 @@ class Postprocessor:
         return cv2.resize(content, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
-class ClassShares:
-    """Running per-class pixel counts over a video, for the summary's class shares."""
+def save_mask(directory: Path, index: int, labels: np.ndarray, palette: Sequence[tuple[int, int, int]]) -> Path:
+    """Write `(H, W) uint8` class indices as a palettised PNG named by frame index.
 
-    def __init__(self, classes: tuple[str, ...]) -> None:
-        self.classes = classes
-        self.counts = np.zeros(256, dtype=np.int64)
-
-    def add(self, labels: np.ndarray) -> None:
-        # Counted at model resolution: nearest-neighbour resizing keeps the proportions,
-        # and the map is several times smaller than the frame.
-        self.counts += np.bincount(labels.ravel(), minlength=256)[:256]
-
-    def shares(self) -> dict[str, float]:
-        total = int(self.counts.sum())
-        if total == 0:
-            return {}
-        return {name: float(self.counts[i]) / total for i, name in enumerate(self.classes)}
-
-
-def save_mask(directory: Path, index: int, labels: np.ndarray) -> Path:
-    """Write `(H, W) uint8` class indices as a single-channel PNG named by frame index."""
+    Mode "P", as PASCAL VOC stores its masks: the pixel values stay the class ids
+    (PIL's `Image.open` returns them), while image viewers show the class colours
+    instead of a black picture of values 0..10. Void and unknown ids are black.
+    Written under a temporary name and renamed, so a mask file is never half-written.
+    """
     path = directory / f"{index:06d}.png"
-    if not cv2.imwrite(str(path), labels):
-        raise OSError(f"could not write mask {path}")
+    partial = directory / f".{path.name}.partial"
+    image = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8))  # mode "L"
+    image.putpalette(palette_array(palette).tobytes())  # "L" + palette → "P", values unchanged
+    image.save(partial, format="PNG")
+    os.replace(partial, path)
     return path

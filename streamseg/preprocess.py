@@ -1,7 +1,14 @@
 """Preprocess: frame → the model's input size and normalisation.
 
 Aspect handling is explicit (`--aspect`):
-- `pad` (default): scale so the whole frame fits the model input keeping its
+- `keep` (default): scale so the frame's short side is the short side the model
+  was trained at, keeping the aspect ratio, and run the model at that shape (the
+  long side rounded to a multiple of 32), as mmsegmentation's keep-ratio resize
+  does. The models are fully convolutional and never saw padding in training:
+  a letterbox band on 16:9 footage turned clear sky into Road. Backends bound to
+  one input size (a static ONNX export, a TensorRT engine built for another
+  shape) get `pad` instead, with a warning that says how to rebuild them.
+- `pad`: scale so the whole frame fits the model's input size keeping its
   aspect ratio, and fill the rest with the mean colour (zero after
   normalisation); postprocess crops the padding off again.
 - `stretch`: resize to the input size exactly; shapes are distorted when the
@@ -15,15 +22,18 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .checkpoint import ModelInfo
+from .modelinfo import ModelInfo
 
 log = logging.getLogger("streamseg")
-ASPECTS = ("pad", "stretch")
+ASPECTS = ("keep", "pad", "stretch")
+# The deepest stride of the zoo's backbones (FCN and ResNet/MobileNet at 32; UNet
+# and DeepLab's dilated ones less): at a multiple of it every feature map is whole.
+SIZE_MULTIPLE = 32
 
 
 @dataclass(frozen=True)
 class PreprocessConfig:
-    aspect: str = "pad"  # keeps objects' shapes as the model saw them in training
+    aspect: str = "keep"  # objects keep the shapes and scale the model saw in training
 
 
 @dataclass(frozen=True)
@@ -40,11 +50,40 @@ class Geometry:
     def upscaled(self) -> bool:
         return self.height > self.frame_size[0] or self.width > self.frame_size[1]
 
+    @property
+    def padded(self) -> bool:
+        return (self.height, self.width) != tuple(self.input_size)
 
-def plan_geometry(frame_size: tuple[int, int], input_size: tuple[int, int], aspect: str = "pad") -> Geometry:
-    """How to place an `(H, W)` frame into an `(h, w)` input for the given aspect mode."""
+
+def keep_size(frame_size: tuple[int, int], input_size: tuple[int, int]) -> tuple[int, int]:
+    """The `keep` model input for an `(H, W)` frame: its short side at the training size's
+    short side (whatever the model trained at, it runs at), the long side in proportion."""
+    short = min(input_size)
+    frame_h, frame_w = frame_size
+
+    def long(length: float) -> int:
+        return max(SIZE_MULTIPLE, round(length / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+
+    if frame_h <= frame_w:
+        return short, long(frame_w * short / frame_h)
+    return long(frame_h * short / frame_w), short
+
+
+def plan_geometry(frame_size: tuple[int, int], input_size: tuple[int, int], aspect: str = "keep",
+                  fixed: tuple[int, int] | None = None) -> Geometry:
+    """How to place an `(H, W)` frame into the model input for the given aspect mode.
+
+    `input_size` is the size the model was trained at; `fixed` the only input size
+    the backend accepts (None: any). `keep` falls back to `pad` when the two differ.
+    """
     if aspect not in ASPECTS:
         raise ValueError(f"aspect must be one of {ASPECTS}, got {aspect!r}")
+    if aspect == "keep":
+        size = keep_size(frame_size, input_size)
+        if fixed is None or size == tuple(fixed):
+            return Geometry(frame_size, size, 0, 0, *size)
+        aspect = "pad"
+    input_size = tuple(fixed or input_size)
     (frame_h, frame_w), (in_h, in_w) = frame_size, input_size
     if aspect == "stretch":
         return Geometry(frame_size, input_size, 0, 0, in_h, in_w)
@@ -56,8 +95,9 @@ def plan_geometry(frame_size: tuple[int, int], input_size: tuple[int, int], aspe
 class Preprocessor:
     """`(H, W, 3) uint8` RGB frame → `(3, h, w) float32` normalised model input."""
 
-    def __init__(self, info: ModelInfo, config: PreprocessConfig = PreprocessConfig()) -> None:
-        self.input_size = tuple(info.input_size)
+    def __init__(self, info: ModelInfo, config: PreprocessConfig = PreprocessConfig(), *,
+                 fixed: tuple[int, int] | None = None) -> None:
+        self.input_size, self.fixed = tuple(info.input_size), fixed
         self.config = config
         # (x / 255 - mean) / std folded into one multiply and one subtract per pixel.
         std = np.asarray(info.std, dtype=np.float32)
@@ -67,7 +107,14 @@ class Preprocessor:
 
     def geometry(self, frame_size: tuple[int, int]) -> Geometry:
         if self._geometry is None or self._geometry.frame_size != frame_size:
-            self._geometry = plan_geometry(frame_size, self.input_size, self.config.aspect)
+            self._geometry = plan_geometry(frame_size, self.input_size, self.config.aspect, self.fixed)
+            if self.config.aspect == "keep" and self._geometry.padded:
+                want = keep_size(frame_size, self.input_size)
+                log.warning("this backend takes %dx%d inputs only: %dx%d frames are letterboxed (as --aspect pad); "
+                            "for masks at the frame's own aspect ratio use a dynamic ONNX export (`streamseg "
+                            "export`) or a TensorRT engine built for %dx%d (`streamseg export --fp16 --height %d "
+                            "--width %d`)", self.fixed[1], self.fixed[0], frame_size[1], frame_size[0],
+                            want[1], want[0], want[0], want[1])
             if self._geometry.upscaled:
                 log.warning("frames of %dx%d are upscaled to %dx%d for the model; expect softer masks",
                             frame_size[1], frame_size[0], self._geometry.width, self._geometry.height)
@@ -82,6 +129,6 @@ class Preprocessor:
         content = image.astype(np.float32)
         content *= self.scale
         content -= self.offset
-        out = np.zeros((3, *self.input_size), dtype=np.float32)  # zero = the mean colour after normalising
+        out = np.zeros((3, *g.input_size), dtype=np.float32)  # zero = the mean colour after normalising
         out[:, g.top:g.top + g.height, g.left:g.left + g.width] = content.transpose(2, 0, 1)
         return out

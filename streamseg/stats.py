@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from .postprocess import ClassShares
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "render", "encode")
 RESERVOIR = 4096
@@ -75,6 +74,25 @@ class StageTimer:
                 "p50_ms": float(np.percentile(values, 50)), "p95_ms": float(np.percentile(values, 95))}
 
 
+class ClassShares:
+    """Running per-class pixel counts over a video, for the summary's class shares."""
+
+    def __init__(self, classes: tuple[str, ...]) -> None:
+        self.classes = classes
+        self.counts = np.zeros(256, dtype=np.int64)
+
+    def add(self, labels: np.ndarray) -> None:
+        # Counted at model resolution: nearest-neighbour resizing keeps the proportions,
+        # and the map is several times smaller than the frame.
+        self.counts += np.bincount(labels.ravel(), minlength=256)[:256]
+
+    def shares(self) -> dict[str, float]:
+        total = int(self.counts.sum())
+        if total == 0:
+            return {}
+        return {name: float(self.counts[i]) / total for i, name in enumerate(self.classes)}
+
+
 class RunStats:
     """Everything the end-of-run summary and `--stats-json` report."""
 
@@ -90,6 +108,7 @@ class RunStats:
         self.steady_start: float | None = None  # when the warm-up frames were done
         self.warmup_frames = warmup
         self.batch_shape: tuple[int, ...] | None = None
+        self.live = False  # a camera or stream: per-frame latency is lag worth showing
 
     def __getitem__(self, stage: str) -> StageTimer:
         return self.timers[stage]
@@ -116,11 +135,18 @@ class RunStats:
             "class_shares": self.shares.shares(),
         }
 
-    def live_text(self) -> str:
-        """The FPS / latency line drawn on frames while running."""
-        s = self.timers["latency"].summary()
-        wall = time.perf_counter() - self.started
-        return f"{self.frames / wall:.1f} fps end-to-end | latency {s['p50_ms']:.0f} ms"
+    def live_text(self) -> str | None:
+        """The line drawn on frames while running; None until a frame is done (nothing measured yet).
+
+        Latency is shown for live sources only: a file is read ahead as fast as the
+        queues allow, so a file frame's age is time spent waiting in them, not lag.
+        """
+        if self.frames == 0:
+            return None
+        fps = f"{self.frames / (time.perf_counter() - self.started):.1f} fps end-to-end"
+        if not self.live:
+            return fps
+        return f"{fps} | latency {self.timers['latency'].summary()['p50_ms']:.0f} ms"
 
     def write_json(self, path: str | Path) -> None:
         Path(path).write_text(json.dumps(self.summary(), indent=2) + "\n", encoding="utf-8")

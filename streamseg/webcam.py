@@ -10,10 +10,12 @@ from __future__ import annotations
 import os
 import sys
 import threading
+from collections.abc import Callable
 
 import cv2
 
 from .backends import Backend
+from .decode import Frame
 from .encode import VideoWriter
 from .overlay import Renderer
 from .pipeline import PipelineConfig, segment_frames
@@ -39,11 +41,12 @@ def gui_backend() -> str:
 def check_display() -> None:
     """Fail early, with a clear message, where no window can be opened."""
     if gui_backend() == "NONE":
-        raise DisplayError("this OpenCV build has no GUI (opencv-python-headless?); install opencv-python, "
-                           "or use --no-show with --output")
+        raise DisplayError("this OpenCV build cannot open a window (opencv-python-headless); "
+                           "use --serve to watch in a browser, or --no-show --output FILE to record")
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         # Checked here because Qt aborts the whole process when it cannot reach a display.
-        raise DisplayError("no display (DISPLAY is not set); use --no-show with --output to record instead")
+        raise DisplayError("no display (DISPLAY is not set); use --serve to watch in a browser, "
+                           "or --no-show --output FILE to record")
 
 
 def open_window(name: str = WINDOW) -> None:
@@ -52,8 +55,8 @@ def open_window(name: str = WINDOW) -> None:
         cv2.namedWindow(name, cv2.WINDOW_NORMAL)
     except cv2.error as error:
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown error"
-        raise DisplayError(f"cannot open a window ({reason}); is there a display? "
-                           "Use --no-show with --output to record instead") from None
+        raise DisplayError(f"cannot open a window ({reason}); use --serve to watch in a browser, "
+                           "or --no-show --output FILE to record") from None
 
 
 def show(frame_rgb, name: str = WINDOW) -> bool:
@@ -66,11 +69,15 @@ def show(frame_rgb, name: str = WINDOW) -> bool:
 
 def run_webcam(source: VideoSource, backend: Backend, config: PipelineConfig = PipelineConfig(), *,
                display: bool = True, writer: VideoWriter | None = None, stats: RunStats | None = None,
-               stop: threading.Event | None = None, max_frames: int | None = None) -> RunStats:
-    """Segment a live source until it ends, `stop` is set, the user quits, or `max_frames` were shown."""
+               stop: threading.Event | None = None, max_frames: int | None = None,
+               renderer: Renderer | None = None, on_frame: Callable[[Frame], None] | None = None) -> RunStats:
+    """Segment a live source until it ends, `stop` is set, the user quits, or `max_frames` were shown.
+
+    `renderer` replaces the one built from `config.overlay`; `on_frame` sees each frame (the browser view).
+    """
     stats = stats if stats is not None else RunStats(backend.info.classes)
     stop = stop if stop is not None else threading.Event()
-    renderer = Renderer(backend.info, config.overlay)
+    renderer = renderer if renderer is not None else Renderer(backend.info, config.overlay)
     if display:
         open_window()
     try:
@@ -79,6 +86,8 @@ def run_webcam(source: VideoSource, backend: Backend, config: PipelineConfig = P
                 with stats["encode"].time():
                     writer.write(frame, frame.rendered)
             stats.frame_done(frame.born)
+            if on_frame is not None:
+                on_frame(frame)
             if display and show(frame.rendered):
                 stop.set()  # frames already in flight are still drawn and recorded
             if max_frames is not None and stats.frames >= max_frames:

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from streamseg.backends import BackendError, autochoice, load_backend
+from streamseg.backends import BackendError, autochoice
 from streamseg.backends.autochoice import Candidate, cache_key, choose_cpu_backend, measure_all, read_choice
 from streamseg.checkpoint import ModelInfo, save_checkpoint
 from streamseg.export.run import cache_onnx
+from streamseg.runtime import load_backend
 
 
 @pytest.fixture(scope="module")

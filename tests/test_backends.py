@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from streamseg.backends import BackendError, OnnxBackend, TorchBackend, load_backend, resolve_checkpoint, usable_engine
-from streamseg.backends.onnx_backend import physical_cores, read_onnx_meta
+from streamseg.backends import BackendError, OnnxBackend, TorchBackend
+from streamseg.backends.onnx_backend import read_onnx_meta
 from streamseg.backends.tensorrt_backend import (
     EngineEnv,
     EngineSidecar,
@@ -20,7 +20,8 @@ from streamseg.backends.tensorrt_backend import (
     read_sidecar,
     sidecar_path,
 )
-from streamseg.checkpoint import ModelInfo, load_checkpoint, save_checkpoint
+from streamseg.checkpoint import ModelInfo, file_sha256, load_checkpoint, resolve_checkpoint, save_checkpoint
+from streamseg.runtime import load_backend, usable_engine
 
 SIZE = (48, 64)
 
@@ -159,8 +160,8 @@ def write_engine(folder: Path, sc: EngineSidecar) -> Path:
 def test_usable_engine_checks_sidecars(tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The `auto` choice among engines is pure Python: test it with hand-written sidecars."""
     from streamseg.backends import tensorrt_backend
-    from streamseg.export.onnx_export import file_sha256
 
+    # runtime imports current_env from tensorrt_backend inside usable_engine (lazily: torch)
     monkeypatch.setattr(tensorrt_backend, "current_env", lambda: env())
     good = dataclasses.replace(sidecar(batch=4), checkpoint_sha256=file_sha256(checkpoint))
     engine = write_engine(tmp_path / "good", good)
@@ -198,10 +199,6 @@ def test_tensorrt_unavailable_is_explained(tmp_path: Path, checkpoint: Path) -> 
     assert found is None and "tensorrt" in why.lower()
 
 
-def test_physical_cores_is_sane() -> None:
-    assert 1 <= physical_cores() <= (torch.get_num_threads() * 64)
-
-
 @pytest.mark.gpu
 def test_tensorrt_backend_runs_engine(tmp_path: Path, checkpoint: Path) -> None:
     pytest.importorskip("tensorrt")
@@ -227,8 +224,8 @@ def test_tensorrt_backend_runs_engine(tmp_path: Path, checkpoint: Path) -> None:
 
 
 def test_preset_names_match_the_model_zoo() -> None:
-    """`streamseg.backends` keeps the preset names without importing the zoo (and torch)."""
-    from streamseg import backends
+    """`streamseg.checkpoint` keeps the preset names without importing the zoo (and torch)."""
+    from streamseg.checkpoint import PRESETS as NAMES
     from streamseg.models import PRESETS
 
-    assert tuple(backends.PRESETS) == tuple(PRESETS)
+    assert tuple(NAMES) == tuple(PRESETS)

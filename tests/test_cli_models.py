@@ -10,8 +10,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import streamseg.checkpoint
 from streamseg.cli import main
-from streamseg.cli.models import describe
 from streamseg.models import MODELS, PRESETS, build_model, list_models
+from streamseg.zoo import describe
 
 
 def _table(args: list[str]) -> dict[str, list[str]]:

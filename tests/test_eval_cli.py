@@ -1,8 +1,10 @@
 """`streamseg eval` (and `streamseg train` forwarding) on tiny synthetic data."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -14,10 +16,13 @@ from click.testing import CliRunner
 
 from camvid_data import COLOR_TABLE, RAW_CLASSES, make_camvid, make_camvid_color, valid_pixels
 import streamseg.checkpoint
+from streamseg.backends import TorchBackend
 from streamseg.checkpoint import ModelInfo, load_checkpoint, save_checkpoint
 from streamseg.classes import CAMVID_CLASSES, VOID_INDEX
-from streamseg.cli import main
-from train.metrics import metrics_from_confusion
+from streamseg.cli import main, train_cmd
+from streamseg.export.evaluate import evaluate_miou
+from streamseg.metrics import metrics_from_confusion
+from train.__main__ import cli as train_cli
 
 TINY_UNET = {"base_channels": 4, "depth": 2}
 
@@ -76,6 +81,16 @@ def test_eval_any_split_table_and_json(data: Path, checkpoint: Path, tmp_path: P
     assert report["iou"]["Pedestrian"] is None  # absent from the data and (here) never predicted
 
 
+def test_export_data_reports_the_same_miou_as_eval(data: Path, checkpoint: Path, tmp_path: Path) -> None:
+    """`export --int8 --data` scores backends with the one mIoU `streamseg eval` prints."""
+    result = invoke("eval", "--model", checkpoint, "--data", data, "--json", tmp_path / "e.json")
+    assert result.exit_code == 0, result.output
+    model, info = load_checkpoint(checkpoint)
+    backend = TorchBackend(model, dataclasses.replace(info, input_size=(48, 64)), "cpu")  # the data's size
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert evaluate_miou(backend, data) == pytest.approx(report["mIoU"])
+
+
 def test_eval_colour_layout_with_raw_classes(tmp_path: Path) -> None:
     data = make_camvid_color(tmp_path / "color", {"val": 2})
     names, palette = RAW_CLASSES, tuple(c for n, c in COLOR_TABLE if n in RAW_CLASSES)
@@ -119,20 +134,20 @@ def test_eval_errors_are_one_line(data: Path, checkpoint: Path, tmp_path: Path, 
     assert message in result.output and "Traceback" not in result.output
 
 
-def test_eval_without_training_extra(data: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "albumentations", None)  # import now raises ImportError
-    for name in ("train.evaluate", "train.transforms"):
-        monkeypatch.delitem(sys.modules, name, raising=False)
-    result = invoke("eval", "--model", checkpoint, "--data", data)
-    assert result.exit_code == 1
-    assert result.output.startswith("Error: streamseg eval needs the training extra") and "pip install" in result.output
+def test_eval_needs_neither_train_nor_its_extra() -> None:
+    """The library stands alone: `streamseg eval` and `export --data` import no `train` and no albumentations."""
+    code = ("import sys; sys.modules['albumentations'] = sys.modules['matplotlib'] = None; "
+            "import streamseg.cli, streamseg.evaluate, streamseg.export.evaluate; "
+            "print(sorted(m for m in sys.modules if m == 'train' or m.startswith('train.')))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_eval_reproduces_the_training_runs_metrics(tmp_path: Path) -> None:
     data = make_camvid(tmp_path / "data")
     out = tmp_path / "run"
-    trained = invoke("train", "--model", "unet", "--data", data, "--out", out, "-b", "2", "-j", "0",
-                     "--crop-height", "32", "--crop-width", "32", "--epochs", "1", "--threads", "1")
+    trained = CliRunner().invoke(train_cli, ["--model", "unet", "--data", data, "--out", out, "-b", "2", "-j", "0",
+                                             "--crop-height", "32", "--crop-width", "32", "--epochs", "1", "--threads", "1"])
     assert trained.exit_code == 0, trained.output
     result = invoke("eval", "--model", out / "best.safetensors", "--data", data, "--json", tmp_path / "e.json")
     assert result.exit_code == 0, result.output
@@ -141,11 +156,24 @@ def test_eval_reproduces_the_training_runs_metrics(tmp_path: Path) -> None:
     assert report["mIoU"] == pytest.approx(during["mIoU"]) and report["training"]["epoch"] == 1
 
 
-def test_train_command_forwards_to_python_m_train(tmp_path: Path) -> None:
-    help_text = invoke("train", "--help")
-    assert help_text.exit_code == 0 and "Usage: streamseg train" in help_text.output
-    assert "--unfreeze-after" in help_text.output and "--lr-warmup-epochs" in help_text.output
-    missing = invoke("train", "--data", tmp_path / "none", "--out", tmp_path / "o")
-    assert missing.exit_code == 1 and "data directory not found" in missing.output
-    bad = invoke("train", "--schedule", "zigzag")
-    assert bad.exit_code == 2 and "Invalid value for '--schedule'" in bad.output
+def streamseg_process(*args: object, cwd: Path) -> subprocess.CompletedProcess:
+    entry = "from streamseg.cli import main; main(prog_name='streamseg')"
+    return subprocess.run([sys.executable, "-c", entry, *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_train_command_runs_python_m_train_from_any_folder(tmp_path: Path) -> None:
+    """A subprocess, so the library never imports `train`; relative paths stay relative to the caller."""
+    help_text = streamseg_process("train", "--help", cwd=tmp_path)
+    assert help_text.returncode == 0 and "Usage: python -m train" in help_text.stdout
+    assert "--unfreeze-after" in help_text.stdout and "--lr-warmup-epochs" in help_text.stdout
+    missing = streamseg_process("train", "--data", "none", "--out", "o", cwd=tmp_path)
+    assert missing.returncode == 1 and "data directory not found: none" in missing.stderr
+    bad = streamseg_process("train", "--schedule", "zigzag", cwd=tmp_path)
+    assert bad.returncode == 2 and "Invalid value for '--schedule'" in bad.stderr
+
+
+def test_train_command_without_the_repository_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(train_cmd, "REPOSITORY", tmp_path)  # as installed from a wheel: no train/ beside it
+    result = invoke("train", "--epochs", "1")
+    assert result.exit_code == 1 and "python -m train" in result.output and len(result.output.splitlines()) == 1

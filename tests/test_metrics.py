@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from train.metrics import ConfusionMatrix, json_safe, metrics_from_confusion
+from streamseg.metrics import ConfusionMatrix, json_safe, metrics_from_confusion
 
 VOID = 3
 TARGET = torch.tensor([[0, 0, 1, 1], [2, 2, VOID, VOID]])
@@ -58,12 +58,39 @@ def test_class_absent_from_truth_and_prediction_is_left_out_of_macro() -> None:
     assert m["fwIoU"] == pytest.approx(0.5)
 
 
-def test_predicted_but_absent_class_scores_zero() -> None:
-    # truth: 2 px of a; prediction: one a, one b → b has IoU 0, recall undefined, precision 0.
+def test_predicted_but_absent_class_is_left_out_of_miou() -> None:
+    # truth: 2 px of a; prediction: one a, one b → b is not in the split: no IoU, no recall, precision 0;
+    # its false positive already costs a (IoU 1/2).
     m = metrics_from_confusion(np.array([[1, 1], [0, 0]]), ("a", "b"))
-    assert m["iou"] == {"a": 0.5, "b": 0.0}
+    assert m["iou"] == {"a": 0.5, "b": None}
     assert m["recall"]["b"] is None and m["precision"]["b"] == 0.0
-    assert m["mIoU"] == pytest.approx(0.25)
+    assert m["mIoU"] == pytest.approx(0.5)
+
+
+def test_miou_is_over_the_whole_split_not_a_mean_of_per_image_scores() -> None:
+    """Two images: a alone, then a and b; per-class IoU comes from the summed matrix."""
+    first = ConfusionMatrix(2, 255)
+    first.update(torch.tensor([0, 0, 0, 0]), torch.tensor([0, 0, 0, 1]))   # a: 3 right, 1 taken for b
+    first.update(torch.tensor([0, 1, 1, 1]), torch.tensor([0, 1, 1, 0]))   # b: 2 right, 1 taken for a
+    m = first.compute(("a", "b"))
+    assert m["confusion_matrix"] == [[4, 1], [1, 2]]
+    # a: 4 / (4 + 1 + 1); b: 2 / (2 + 1 + 1); mean over both (both are in the ground truth)
+    assert m["iou"] == pytest.approx({"a": 4 / 6, "b": 2 / 4})
+    assert m["mIoU"] == pytest.approx((4 / 6 + 2 / 4) / 2)
+
+
+def test_void_and_absent_classes_with_camvid_sizes() -> None:
+    """11 classes + void 11, as CamVid: void pixels never count, whatever they are predicted as;
+    classes 2..10 are absent from the truth (one of them predicted) and do not enter the mean."""
+    target = torch.tensor([0, 0, 1, 1, 11, 11, 11])
+    prediction = torch.tensor([0, 5, 1, 1, 0, 1, 7])
+    confusion = ConfusionMatrix(11, 11)
+    confusion.update(target, prediction)
+    m = confusion.compute()
+    assert int(confusion.matrix.sum()) == 4
+    assert m["iou"]["0"] == pytest.approx(1 / 2) and m["iou"]["1"] == pytest.approx(1.0)
+    assert m["iou"]["5"] is None and m["precision"]["5"] == 0.0
+    assert m["mIoU"] == pytest.approx(0.75)
 
 
 def test_empty_matrix_gives_nan_macro_not_an_error() -> None:

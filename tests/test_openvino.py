@@ -9,15 +9,18 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from streamseg.backends import BackendError, OnnxBackend, load_backend
+from streamseg.backends import BackendError, OnnxBackend
 from streamseg.backends.openvino_backend import OpenVinoBackend, cpu_flags, native_bf16, pick_precision
-from streamseg.checkpoint import ModelInfo, save_checkpoint
+from streamseg.checkpoint import ModelInfo, load_checkpoint, save_checkpoint
 from streamseg.cli import main
 from streamseg.export.int8 import quantize_int8
-from streamseg.export.run import cache_onnx
+from streamseg.export.onnx_export import export_onnx
+from streamseg.export.run import cache_onnx, make_meta
+from streamseg.runtime import load_backend
 
 pytest.importorskip("openvino")
 SIZE = (48, 64)
+WIDE = (36, 64)  # 16:9, as `--aspect keep` feeds wide footage to a model trained at 4:3
 AVX2_ONLY = frozenset({"fpu", "sse", "sse2", "avx", "avx2", "fma"})
 SAPPHIRE_RAPIDS = AVX2_ONLY | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
 
@@ -31,8 +34,8 @@ def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return cache_onnx(checkpoint, "tiny", folder / "engines", log=lambda _: None)
 
 
-def images(count: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).standard_normal((count, 3, *SIZE)).astype(np.float32)
+def images(count: int, seed: int = 0, size: tuple[int, int] = SIZE) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((count, 3, *size)).astype(np.float32)
 
 
 def test_parity_with_onnx_runtime_at_several_batches(onnx_file: Path) -> None:
@@ -47,14 +50,39 @@ def test_parity_with_onnx_runtime_at_several_batches(onnx_file: Path) -> None:
         assert labels.dtype == np.uint8 and labels.shape == (batch, *SIZE)
         assert np.array_equal(labels, logits.argmax(1))  # the in-graph argmax, run by OpenVINO
         assert (labels == ort.predict(x)).mean() >= 0.999  # near-ties of a random net may flip a pixel
-    assert sorted(ov._requests) == [1, 3]
+    assert sorted(ov._requests) == [(1, *SIZE), (3, *SIZE)]
+
+
+def test_dynamic_size_runs_wide_frames_like_onnx_runtime(onnx_file: Path) -> None:
+    ov, ort = OpenVinoBackend(onnx_file, precision="fp32", threads=1), OnnxBackend(onnx_file, "cpu", threads=1)
+    assert ov.fixed_size is None  # the cached export has symbolic height/width
+    for batch in (2, 1):
+        x = images(batch, seed=10 + batch, size=WIDE)
+        logits = ov.logits(x)
+        assert logits.shape == (batch, 11, *WIDE)
+        np.testing.assert_allclose(logits, ort.logits(x), atol=1e-4)
+        labels = ov.predict(x)
+        assert labels.shape == (batch, *WIDE) and np.array_equal(labels, logits.argmax(1))
+    assert (2, *WIDE) in ov._requests and (1, *WIDE) in ov._requests  # compiled per shape, static each
+
+
+def test_static_export_runs_at_its_size_only(onnx_file: Path, tmp_path: Path) -> None:
+    checkpoint = onnx_file.parent.parent / "tiny.safetensors"
+    model, info = load_checkpoint(checkpoint)
+    static = export_onnx(model, make_meta(info, checkpoint, 1, WIDE, dynamic=False), tmp_path / "static.onnx",
+                         images(1, size=WIDE), dynamic=False)
+    ov = OpenVinoBackend(static, threads=1)
+    assert ov.fixed_size == WIDE and list(ov._requests) == [(1, *WIDE)]
+    assert ov.predict(images(2, size=WIDE)).shape == (2, *WIDE)
+    with pytest.raises(BackendError, match="runs at 36x64 only"):
+        ov.predict(images(1))
 
 
 def test_int8_file_runs(onnx_file: Path, tmp_path: Path) -> None:
     int8 = quantize_int8(onnx_file, tmp_path / "tiny.int8.onnx", images(8, seed=5))
     ov, ort = OpenVinoBackend(int8, threads=1), OnnxBackend(int8, "cpu", threads=1)
     assert "openvino INT8" in ov.describe()
-    request = ov._request(1)[0]
+    request = ov._request((1, *SIZE))[0]
     executed = {op.get_rt_info()["runtimePrecision"].astype(str)
                 for op in request.get_compiled_model().get_runtime_model().get_ordered_ops()}
     assert {"i8", "u8"} & executed  # OpenVINO runs the QDQ graph with INT8 kernels, not dequantised to f32
@@ -75,11 +103,9 @@ def test_precision_follows_the_cpu_flags() -> None:
         pick_precision("fp8", SAPPHIRE_RAPIDS)
 
 
-def test_load_backend_and_wrong_size(onnx_file: Path) -> None:
+def test_load_backend_and_wrong_device(onnx_file: Path) -> None:
     backend, reason = load_backend(str(onnx_file), "openvino", "cpu")
     assert isinstance(backend, OpenVinoBackend) and "openvino" in reason
-    with pytest.raises(BackendError, match="runs at 48x64"):
-        backend.predict(np.zeros((1, 3, 32, 32), np.float32))
     with pytest.raises(BackendError, match="runs on the CPU"):
         OpenVinoBackend(onnx_file, "cuda")
 

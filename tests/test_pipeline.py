@@ -1,23 +1,26 @@
 """The streaming pipeline end to end (tiny model, tiny clips, the sample) and its stages."""
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import av
-import cv2
 import numpy as np
 import pytest
+from PIL import Image
 
-from streamseg.backends import load_backend
 from streamseg.batching import batch_frames, stack
 from streamseg.checkpoint import ModelInfo
+from streamseg.classes import CAMVID_PALETTE
 from streamseg.decode import Frame, coded, upright
 from streamseg.encode import VideoWriter
 from streamseg.overlay import VIEWS, OverlayConfig, Renderer
 from streamseg.pipeline import PipelineConfig, run, segment_frames, threaded
-from streamseg.postprocess import Postprocessor
+from streamseg.postprocess import Postprocessor, save_mask
 from streamseg.preprocess import PreprocessConfig, Preprocessor, plan_geometry
+from streamseg.runtime import load_backend
 from streamseg.source import open_source
 from streamseg.stats import RESERVOIR, RunStats, StageTimer
 
@@ -121,10 +124,24 @@ def test_generator_api_and_saved_masks(tiny_model, make_clip, tmp_path):
     folder.mkdir()
     frames = list(segment_frames(str(make_clip(frames=4)), str(tiny_model), PipelineConfig(save_masks=folder)))
     assert len(frames) == 4 and frames[0].image.shape == (48, 64, 3)
+    camvid = [value for rgb in CAMVID_PALETTE for value in rgb]
     for frame in frames:
-        saved = cv2.imread(str(folder / f"{frame.index:06d}.png"), cv2.IMREAD_UNCHANGED)
-        assert saved.dtype == np.uint8 and saved.ndim == 2
-        np.testing.assert_array_equal(saved, frame.labels)
+        with Image.open(folder / f"{frame.index:06d}.png") as saved:
+            # Palettised, as PASCAL VOC masks: values are class ids, viewers show CamVid colours.
+            assert saved.mode == "P" and saved.getpalette()[:len(camvid)] == camvid
+            np.testing.assert_array_equal(np.asarray(saved), frame.labels)
+    assert not list(folder.glob(".*"))  # no temporary files left
+
+
+def test_saved_mask_keeps_every_class_id_and_shows_its_colour(tmp_path):
+    labels = np.arange(12, dtype=np.uint8).repeat(2).reshape(4, 6)  # the 11 classes and void
+    path = save_mask(tmp_path, 7, labels, CAMVID_PALETTE)
+    assert path.name == "000007.png"
+    with Image.open(path) as saved:
+        np.testing.assert_array_equal(np.asarray(saved), labels)
+        shown = np.asarray(saved.convert("RGB"))  # what an image viewer displays
+    np.testing.assert_array_equal(shown[labels < 11], np.asarray(CAMVID_PALETTE, np.uint8)[labels[labels < 11]])
+    assert (shown[labels == 11] == 0).all()  # void is black
 
 
 def test_stop_drains_in_flight_frames_in_order(backend, make_clip):
@@ -252,3 +269,11 @@ def test_postprocess_crops_the_padding_and_resizes_nearest():
     small[45:315] = 3  # a 16:9 frame fills rows 45..314 of the 4:3 input
     labels = post(small, (720, 1280))
     assert labels.shape == (720, 1280) and (labels == 3).all()
+
+
+def test_stages_that_only_read_model_metadata_do_not_import_torch():
+    """ModelInfo is plain data: preprocess, postprocess and overlay load without torch or torchvision."""
+    code = ("import sys; import streamseg.preprocess, streamseg.postprocess, streamseg.overlay, streamseg.decode; "
+            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

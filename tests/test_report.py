@@ -38,3 +38,22 @@ def test_splice_replaces_only_between_markers(tmp_path: Path) -> None:
     readme.write_text("no markers")
     with pytest.raises(click.ClickException, match="markers"):
         splice_readme(readme, "x")
+
+
+def test_config_fields_declare_help_choices_and_ranges_once() -> None:
+    """`python -m train`'s options come from TrainConfig's fields: Literal → choices, metadata → range."""
+    import dataclasses
+
+    from click.testing import CliRunner
+
+    from train.__main__ import cli
+
+    assert all(field.metadata["help"] for field in dataclasses.fields(TrainConfig))
+    params = {p.name: p for p in cli.params}
+    assert list(params["optimizer"].type.choices) == ["adam", "adamw", "sgd", "rmsprop"]
+    assert list(params["freeze"].type.choices) == ["backbone", "encoder"] and params["freeze"].default is None
+    assert "-b" in params["batch_size"].opts and "--lr-warmup-epochs" in params["warmup_epochs"].opts
+    for args in (["--momentum", "1.5"], ["--dropout", "1"], ["--scale-min", "0"], ["--epochs", "0"],
+                 ["--optimizer", "lion"]):
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 2 and "Invalid value" in result.output, args

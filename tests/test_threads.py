@@ -1,8 +1,12 @@
 """Thread plan: each core spent once across inference, decode, x264 and OpenCV."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
+from streamseg import threads
 from streamseg.encode import EncodeConfig, VideoWriter
 from streamseg.source import open_source
 from streamseg.threads import physical_cores, plan_threads
@@ -32,3 +36,30 @@ def test_decoder_and_encoder_get_their_thread_counts(make_clip, tmp_path) -> Non
     assert writer.stream.codec_context.thread_count == 1  # x264 would start 1.5x the cores
     writer.close()
     source.close()
+
+
+def test_physical_cores_is_sane() -> None:
+    assert 1 <= physical_cores() <= len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("cpus, siblings, expected", [
+    (8, "0,4", 4),        # SMT-2, siblings listed as a pair
+    (8, "0-1", 4),        # SMT-2, siblings as a range
+    (256, "0-3", 64),     # SMT-4 on a large machine: no cap at 64
+    (1, "0,1", 1),        # one allowed logical CPU still gets one thread
+    (12, "0", 12),        # no SMT
+])
+def test_physical_cores_divides_allowed_cpus_by_smt_siblings(monkeypatch: pytest.MonkeyPatch, cpus: int,
+                                                             siblings: str, expected: int) -> None:
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(cpus)), raising=False)
+    monkeypatch.setattr(threads.Path, "read_text", lambda self, *a, **k: siblings + "\n")
+    assert physical_cores() == expected
+
+
+def test_physical_cores_without_topology_counts_every_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    def unreadable(self: Path, *args: object, **kwargs: object) -> str:
+        raise OSError("no sysfs")
+
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
+    monkeypatch.setattr(threads.Path, "read_text", unreadable)
+    assert physical_cores() == 6

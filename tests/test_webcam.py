@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 import streamseg.webcam as webcam
-from streamseg.backends import load_backend
+from streamseg.runtime import load_backend
 from streamseg.cli import main
 from streamseg.encode import VideoWriter
 from streamseg.source import CameraSource, SourceError, open_source

@@ -6,6 +6,7 @@ moment leaves the previous version of each file, never half of one.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from pathlib import Path
@@ -15,12 +16,12 @@ import torch
 from torch import nn
 
 from streamseg.checkpoint import ModelInfo, atomic_write, save_checkpoint
+from streamseg.data import CamVid, read_rgb
+from streamseg.metrics import json_safe
 
-from .camvid import CamVid, read_rgb
 from .config import TrainConfig
-from .metrics import json_safe
 from .plots import plot_confusion, plot_curves, plot_per_class_iou, plot_predictions
-from .state import rng_state, save_resume
+from .state import RunState, rng_state, save_resume
 
 HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "pixel_accuracy", "mIoU", "lr", "seconds", "images_per_s"]
 
@@ -77,7 +78,7 @@ def info_with_summary(info: ModelInfo, cfg: TrainConfig, epoch: int, metrics: di
     return ModelInfo(**{**info.__dict__, "training": json_safe(summary)})
 
 
-def save_epoch(cfg: TrainConfig, out: Path, model: nn.Module, info: ModelInfo, state: dict, metrics: dict,
+def save_epoch(cfg: TrainConfig, out: Path, model: nn.Module, info: ModelInfo, state: RunState, metrics: dict,
                improved: bool, optimisation: tuple, val_set: CamVid, device: torch.device,
                ema: nn.Module | None = None) -> None:
     """Order matters for crash safety: artefacts first, the resume file last, so a
@@ -86,14 +87,14 @@ def save_epoch(cfg: TrainConfig, out: Path, model: nn.Module, info: ModelInfo, s
     holds both."""
     optimizer, scheduler, scaler = optimisation
     net, model = model, (ema.module if ema is not None else model)
-    write_history(out, state["history"])
+    write_history(out, state.history)
     plot_curves(out / "history.csv", out / "curves.png")
-    summary = info_with_summary(info, cfg, state["epoch"], metrics, state["seconds"])
+    summary = info_with_summary(info, cfg, state.epoch, metrics, state.seconds)
     save_checkpoint(out / "last.safetensors", model, summary)
     if improved:
         save_checkpoint(out / "best.safetensors", model, summary)
-        save_best_artefacts(out, {**metrics, "epoch": state["epoch"]}, model, val_set, device, info)
+        save_best_artefacts(out, {**metrics, "epoch": state.epoch}, model, val_set, device, info)
     save_resume(out, {"model": net.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
-                      "rng": rng_state(), "state": state, "config": cfg.to_dict(),
+                      "rng": rng_state(), "state": dataclasses.asdict(state), "config": cfg.to_dict(),
                       **({"ema": ema.state_dict()} if ema is not None else {})})

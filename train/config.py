@@ -1,49 +1,79 @@
-"""The training run's configuration: one frozen dataclass, saved with every checkpoint."""
+"""The training run's configuration: one frozen dataclass, saved with every checkpoint.
+
+Each knob is declared once: its type (a `Literal` for choices), default, `--help`
+text and range live on the field (`metadata`), and `python -m train`'s options
+are generated from them (`train/__main__.py`). Comments say why a default is
+what it is.
+"""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+
+def knob(default: Any, help: str, *, min: float | None = None, max: float | None = None,  # noqa: A002
+         min_open: bool = False, max_open: bool = False, alias: str | None = None) -> Any:
+    """A config field with its command-line help, its accepted range and an extra flag spelling."""
+    metadata = {"help": help, "alias": alias}
+    if min is not None or max is not None:
+        metadata["range"] = {"min": min, "max": max, "min_open": min_open, "max_open": max_open}
+    return field(default=default, metadata=metadata)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    model: str = "deeplab"
-    data: str = "../shared/data/camvid"
-    out: str = "runs/deeplab"
-    train_split: str = "train"
-    val_split: str = "val"
-    label_format: str = "auto"          # index | color | auto (detects *_L.png colour labels)
-    classes: str = "camvid11"           # camvid11 | camvid32 (colour layout only)
-    epochs: int = 20                    # the seed study's default
-    lr: float = 1e-3                    # the seed study's default
-    batch_size: int = 8
-    workers: int = 2
-    optimizer: str = "adamw"            # adam | adamw | sgd | rmsprop
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 1e-4
-    schedule: str = "poly"              # constant | poly | cosine (poly power 0.9, as DeepLab)
-    warmup_epochs: int = 0
-    loss: str = "ce"                    # ce | wce (median-frequency weights) | dice | ce+dice
-    crop_height: int = 256
-    crop_width: int = 256
-    scale_min: float = 0.5              # random scale range: the usual CamVid augmentation
-    scale_max: float = 2.0
-    hflip: bool = True
-    vflip: bool = False                 # off by default: road scenes have a fixed "up"
-    rotate: float = 10.0                # degrees
-    color_jitter: float = 0.2
-    dropout: float | None = None        # None keeps the architecture's paper default
-    ema: float = 0.0                    # EMA decay of the weights (e.g. 0.999); 0 = off
-    patience: int = 0                   # early stopping on val mIoU; 0 disables it
-    seed: int = 0
-    amp: bool = True                    # CUDA only; CPU trains in float32
-    channels_last: bool = False
-    init: str | None = None             # our own checkpoint to start from
-    pretrained_backbone: bool = False   # torchvision ImageNet weights (needs internet or a cache)
-    freeze: str | None = None           # backbone | encoder
-    unfreeze_after: int = 0             # epochs; 0 keeps the freeze for the whole run
-    resume: str | None = None
-    threads: int = 0                    # torch CPU threads; 0 = torch's default
+    model: str = knob("deeplab", "Preset (fcn, unet, deeplab) or architecture name (see `streamseg models --all`).")
+    data: str = knob("../shared/data/camvid", "CamVid root with <split>/ and <split>annot/ folders.")
+    out: str = knob("runs/deeplab", "Run directory: checkpoints, history.csv, plots, metrics.json.")
+    train_split: str = knob("train", "Training split: a folder name, SPLIT:PREFIX,… (whole sequences by frame-name "
+                                     "prefix, e.g. train:0006R0) or A+B (e.g. train+val).")
+    val_split: str = knob("val", "Validation split (same forms as --train-split).")
+    label_format: Literal["auto", "index", "color"] = knob(
+        "auto", "Label layout; auto detects colour-coded *_L.png labels.")
+    classes: Literal["camvid11", "camvid32"] = knob(
+        "camvid11", "camvid11 (grouped) or camvid32 (the raw classes of label_colors.txt, Void ignored; "
+                    "colour layout only).")
+    epochs: int = knob(20, "Number of epochs.", min=1)                    # the seed study's default
+    lr: float = knob(1e-3, "Peak learning rate.", min=0)                  # the seed study's default
+    batch_size: int = knob(8, "Images per batch (per process).", min=1, alias="-b")
+    workers: int = knob(2, "DataLoader worker processes.", min=0, alias="-j")
+    optimizer: Literal["adam", "adamw", "sgd", "rmsprop"] = knob("adamw", "Optimiser.")
+    momentum: float = knob(0.9, "SGD/RMSprop momentum.", min=0, max=1)
+    nesterov: bool = knob(False, "Nesterov momentum (SGD).")
+    weight_decay: float = knob(1e-4, "Weight decay.", min=0, alias="--wd")
+    # poly: power 0.9, as DeepLab
+    schedule: Literal["constant", "poly", "cosine"] = knob("poly", "LR schedule after warm-up.")
+    warmup_epochs: int = knob(0, "Linear warm-up epochs.", min=0, alias="--lr-warmup-epochs")
+    loss: Literal["ce", "wce", "dice", "ce+dice"] = knob(
+        "ce", "ce, wce (median-frequency-weighted CE), dice, or ce+dice; all ignore void.")
+    crop_height: int = knob(256, "Training crop height.", min=1)
+    crop_width: int = knob(256, "Training crop width.", min=1)
+    # random scale range: the usual CamVid augmentation
+    scale_min: float = knob(0.5, "Smallest random scale.", min=0, min_open=True)
+    scale_max: float = knob(2.0, "Largest random scale.", min=0, min_open=True)
+    hflip: bool = knob(True, "Random horizontal flips.")
+    vflip: bool = knob(False, "Random vertical flips.")                  # off: road scenes have a fixed "up"
+    rotate: float = knob(10.0, "Max random rotation (degrees, 0 = off).", min=0, max=180)
+    color_jitter: float = knob(0.2, "Colour jitter strength (0 = off).", min=0, max=1)
+    # None keeps the architecture's paper default
+    dropout: float | None = knob(None, "Override the architecture's dropout probability.", min=0, max=1,
+                                 max_open=True)
+    ema: float = knob(0.0, "Exponential moving average of the weights (decay per step, e.g. 0.999), used for "
+                           "validation and every saved checkpoint; 0 = off.", min=0, max=1, max_open=True)
+    patience: int = knob(0, "Early stopping: epochs without val mIoU gain (0 = off).", min=0)
+    seed: int = knob(0, "Random seed.")
+    amp: bool = knob(True, "Mixed precision on CUDA.")                   # CPU trains in float32
+    channels_last: bool = knob(False, "channels_last memory format.")
+    init: str | None = knob(None, "Start from this streamseg checkpoint (mismatched head layers are "
+                                  "re-initialised).")
+    # off: needs internet or a torch hub cache
+    pretrained_backbone: bool = knob(False, "ImageNet backbone weights from torchvision (needs internet or a cache).")
+    freeze: Literal["backbone", "encoder"] | None = knob(
+        None, "Freeze this part's weights at the start (its BatchNorm statistics still adapt).")
+    unfreeze_after: int = knob(0, "Unfreeze after N epochs (0 = never).", min=0)
+    resume: str | None = knob(None, "Continue a run (its directory, DIR/last or DIR/last.resume.pt) with its saved "
+                                    "settings; flags given explicitly override them.")
+    threads: int = knob(0, "torch CPU threads (0 = default).", min=0)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -21,12 +21,10 @@ import torch
 
 from streamseg.checkpoint import WEIGHTS_DIR, load_checkpoint, read_info, save_checkpoint
 from streamseg.classes import colorize
-from streamseg.cli.models import describe
-
-from .camvid import CamVid, read_rgb
-from .evaluate import EvalConfig
-from .evaluate import evaluate_checkpoint as evaluate_split
-from .transforms import eval_transform
+from streamseg.data import CamVid, EvalTransform, read_rgb
+from streamseg.evaluate import EvalConfig
+from streamseg.evaluate import evaluate_checkpoint as evaluate_split
+from streamseg.zoo import describe
 
 PRESET_NAMES = ("fcn", "unet", "deeplab")
 ARTEFACTS = ("history.csv", "curves.png", "confusion.png", "per_class_iou.png", "predictions.png", "metrics.json")
@@ -63,7 +61,7 @@ def evaluate_checkpoint(path: Path, data: str) -> dict:
 
 def onnx_fps(path: Path, frames: int = 30) -> float:
     """ONNX Runtime CPU frames/s at batch 1, 360x480, warm-up excluded."""
-    from streamseg.backends import load_backend
+    from streamseg.runtime import load_backend
     backend, _ = load_backend(str(path), backend="onnx", device="cpu", batch=1)
     batch = np.random.default_rng(0).standard_normal((1, 3, 360, 480), dtype=np.float32)
     for _ in range(3):
@@ -92,7 +90,7 @@ def comparison_picture(checkpoints: dict[str, Path], data: str, out: Path, index
     panels = []
     for name, path in checkpoints.items():
         model, info = load_checkpoint(path)
-        val = CamVid(data, "val", eval_transform(info.mean, info.std))
+        val = CamVid(data, "val", EvalTransform(info.mean, info.std))
         image, target = val[index]
         with torch.inference_mode():
             prediction = model(image[None]).argmax(1)[0].numpy().astype(np.uint8)

@@ -17,15 +17,17 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import DataLoader
 
 from streamseg.checkpoint import ModelInfo
+from streamseg.data import CamVid
+from streamseg.evaluate import evaluate
+from streamseg.metrics import is_main
 
 from .artefacts import remove_partial_files, save_epoch
-from .camvid import CamVid
 from .config import TrainConfig
-from .engine import evaluate, is_main, train_one_epoch
+from .engine import train_one_epoch
 from .losses import Loss
 from .setup import (build_criterion, build_data, build_network, build_optimizer, lr_factor, model_info,
                     seed_epoch, seed_everything, set_frozen, setup_distributed)
-from .state import RESUME_NAME, load_resume, set_rng_state
+from .state import RESUME_NAME, RunState, load_resume, set_rng_state
 
 
 @dataclass
@@ -69,7 +71,7 @@ def train(cfg: TrainConfig) -> dict:
             Path(cfg.out).mkdir(parents=True, exist_ok=True)
             lock = lock_run_dir(Path(cfg.out))
         run = build_run(cfg, rank, world, device)
-        state = {"epoch": 0, "best_miou": -1.0, "best_epoch": 0, "stale": 0, "history": [], "seconds": 0.0}
+        state = RunState()
         if cfg.resume:
             state = resume(cfg.resume, run)
             if is_main():
@@ -125,7 +127,7 @@ def build_run(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> 
                scaler, device, amp, out, rank, world, ema)
 
 
-def resume(spec: str, run: Run) -> dict:
+def resume(spec: str, run: Run) -> RunState:
     payload = load_resume(spec)
     try:
         run.net.load_state_dict(payload["model"])
@@ -144,7 +146,7 @@ def resume(spec: str, run: Run) -> dict:
     set_rng_state(payload["rng"])
     if is_main():
         print(f"resumed from {spec} at epoch {payload['state']['epoch']}", flush=True)
-    return payload["state"]
+    return RunState(**payload["state"])
 
 
 def frozen_at(cfg: TrainConfig, epoch: int) -> bool:
@@ -161,12 +163,12 @@ def wrap(run: Run) -> nn.Module:
     return DistributedDataParallel(run.net, device_ids=ids)
 
 
-def fit(run: Run, state: dict) -> dict:
+def fit(run: Run, state: RunState) -> dict:
     cfg, best_file = run.cfg, run.out / "metrics.json"
     best: dict = json.loads(best_file.read_text()) if cfg.resume and best_file.exists() else {}
     model, frozen = run.net, None
-    for epoch in range(state["epoch"] + 1, cfg.epochs + 1):
-        if cfg.patience and state["stale"] >= cfg.patience:
+    for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        if cfg.patience and state.stale >= cfg.patience:
             if is_main():
                 print(f"early stop: no val mIoU gain for {cfg.patience} epochs", flush=True)
             break
@@ -175,10 +177,10 @@ def fit(run: Run, state: dict) -> dict:
             set_frozen(run.net, cfg.freeze, frozen)
             model = wrap(run)
         metrics = run_epoch(run, model, epoch, state)
-        if state["best_epoch"] == epoch:
+        if state.best_epoch == epoch:
             best = {**metrics, "epoch": epoch}
-    if is_main() and state["best_epoch"]:
-        print(f"best val mIoU {state['best_miou']:.4f} at epoch {state['best_epoch']}; artefacts in {run.out}",
+    if is_main() and state.best_epoch:
+        print(f"best val mIoU {state.best_miou:.4f} at epoch {state.best_epoch}; artefacts in {run.out}",
               flush=True)
     return best
 
@@ -190,7 +192,7 @@ def _sync_buffers(run: Run) -> None:
             dist.broadcast(buffer, 0)
 
 
-def run_epoch(run: Run, model: nn.Module, epoch: int, state: dict) -> dict:
+def run_epoch(run: Run, model: nn.Module, epoch: int, state: RunState) -> dict:
     """Train one epoch, evaluate, update `state` and (on rank 0) write every artefact."""
     cfg = run.cfg
     seed_epoch(run.train_loader, run.train_set, cfg.seed, epoch, run.rank)
@@ -203,16 +205,16 @@ def run_epoch(run: Run, model: nn.Module, epoch: int, state: dict) -> dict:
                                    run.train_set.ignore_index, amp=run.amp)
     metrics = confusion.compute(run.info.classes)
     seconds = time.perf_counter() - start
-    state["seconds"] += seconds
+    state.seconds += seconds
     row = {"epoch": epoch, "train_loss": round(stats["train_loss"], 5), "val_loss": round(val_loss, 5),
            "pixel_accuracy": round(metrics["pixel_accuracy"], 5), "mIoU": round(metrics["mIoU"], 5),
            "lr": f"{lr:.3g}", "seconds": round(seconds, 1), "images_per_s": round(stats["images_per_s"], 2)}
-    state["history"].append(row)
-    improved = metrics["mIoU"] > state["best_miou"]
-    state["stale"] = 0 if improved else state["stale"] + 1
+    state.history.append(row)
+    improved = metrics["mIoU"] > state.best_miou
+    state.stale = 0 if improved else state.stale + 1
     if improved:
-        state["best_miou"], state["best_epoch"] = metrics["mIoU"], epoch
-    state["epoch"] = epoch
+        state.best_miou, state.best_epoch = metrics["mIoU"], epoch
+    state.epoch = epoch
     if is_main():
         log_epoch(row, stats, improved)
         save_epoch(cfg, run.out, run.net, run.info, state, metrics, improved,

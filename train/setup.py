@@ -13,12 +13,12 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, get_worker_info
 
 from streamseg.checkpoint import ModelInfo, load_state
+from streamseg.data import CamVid, DataError, EvalTransform
 from streamseg.models import resolve
 
-from .camvid import CamVid, DataError
 from .config import TrainConfig
 from .losses import build_loss, median_frequency_weights
-from .transforms import eval_transform, train_transform
+from .transforms import train_transform
 
 
 def setup_distributed() -> tuple[int, int, torch.device]:
@@ -83,7 +83,7 @@ def build_data(cfg: TrainConfig, info: ModelInfo, rank: int = 0,
     void = probe.ignore_index
     train_set = CamVid(cfg.data, cfg.train_split, train_transform(cfg, info.mean, info.std, void),
                        label_format=cfg.label_format, classes=cfg.classes)
-    val_set = CamVid(cfg.data, cfg.val_split, eval_transform(info.mean, info.std),
+    val_set = CamVid(cfg.data, cfg.val_split, EvalTransform(info.mean, info.std),
                      label_format=cfg.label_format, classes=cfg.classes)
     if math.ceil(len(train_set) / world) < cfg.batch_size:  # drop_last would leave no step at all
         raise DataError(f"{len(train_set)} training images are fewer than one batch of {cfg.batch_size} "

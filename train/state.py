@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,18 @@ from streamseg.checkpoint import atomic_write
 from .config import TrainConfig
 
 RESUME_NAME = "last.resume.pt"
+
+
+@dataclass
+class RunState:
+    """Where a run stands after its last finished epoch. Stored in the resume file as a
+    plain dict (`asdict`), so `torch.load(weights_only=True)` can read it back."""
+    epoch: int = 0                  # last finished epoch (0: none yet)
+    best_miou: float = -1.0         # any real mIoU beats it
+    best_epoch: int = 0
+    stale: int = 0                  # epochs since the last val mIoU gain, for --patience
+    seconds: float = 0.0            # train + val time so far, resumed runs included
+    history: list[dict] = field(default_factory=list)  # one history.csv row per epoch
 
 
 def rng_state() -> dict[str, Any]:

@@ -30,8 +30,3 @@ def train_transform(cfg: TrainConfig, mean: tuple, std: tuple, void: int) -> A.C
         steps.append(A.ColorJitter(brightness=j, contrast=j, saturation=j, hue=min(j / 4, 0.5), p=0.8))
     steps.append(A.Normalize(mean=mean, std=std))
     return A.Compose(steps)
-
-
-def eval_transform(mean: tuple, std: tuple) -> A.Compose:
-    """Full resolution, no augmentation: what val/test numbers are measured on."""
-    return A.Compose([A.Normalize(mean=mean, std=std)])

@@ -114,7 +114,7 @@ def candidates(model: Path, threads: int) -> list[Candidate]:
 
 def frames_per_second(backend: Backend, batch: int, seconds: float) -> float:
     """`predict` throughput at `batch` over about `seconds` (at least 3 calls) after a warm-up call."""
-    height, width = backend.info.input_size
+    height, width = backend.fixed_size or backend.info.input_size
     images = np.random.default_rng(0).standard_normal((batch, 3, height, width)).astype(np.float32)
     backend.predict(images)
     start, calls = time.perf_counter(), 0

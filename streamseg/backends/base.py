@@ -5,7 +5,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from ..checkpoint import ModelInfo
+from ..modelinfo import ModelInfo
 
 
 def labels_of(logits: np.ndarray) -> np.ndarray:
@@ -23,7 +23,8 @@ class Backend(ABC):
     `name` is the backend ("torch", "onnx", "tensorrt"), `device` where it runs,
     `info` the model's self-description (classes, palette, mean/std, size).
     `max_batch` is the largest batch the backend accepts (None: any);
-    `min_batch` the smallest (a static-batch file or engine: `min_batch == max_batch`).
+    `min_batch` the smallest (a static-batch file or engine: `min_batch == max_batch`);
+    `fixed_size` the only `(H, W)` input it accepts (None: any).
     """
 
     name: str
@@ -31,6 +32,7 @@ class Backend(ABC):
     info: ModelInfo
     max_batch: int | None = None
     min_batch: int = 1
+    fixed_size: tuple[int, int] | None = None
 
     @abstractmethod
     def logits(self, batch: np.ndarray) -> np.ndarray:

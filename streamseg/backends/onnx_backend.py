@@ -19,7 +19,7 @@ import numpy as np
 
 from .. import __version__
 from ..checkpoint import CheckpointError, ModelInfo, file_sha256
-from ..threads import physical_cores, plan_threads  # noqa: F401 — physical_cores re-exported (its old home)
+from ..threads import plan_threads
 from .base import Backend, BackendError
 
 META_KEY = "streamseg"
@@ -149,9 +149,11 @@ class OnnxBackend(Backend):
         self.info = self.meta.info
         self.threads = threads or plan_threads().inference
         self.input_name = self.session.get_inputs()[0].name
-        batch_dim = self.session.get_inputs()[0].shape[0]
+        batch_dim, _, height, width = self.session.get_inputs()[0].shape
         self.max_batch = batch_dim if isinstance(batch_dim, int) else None  # symbolic: any batch
         self.min_batch = self.max_batch or 1
+        if isinstance(height, int) and isinstance(width, int):  # a static export (`--static`)
+            self.fixed_size = (height, width)
         # Files exported before the in-graph argmax have only `logits`; they still run.
         self.has_labels = LABELS_NAME in {output.name for output in self.session.get_outputs()}
 

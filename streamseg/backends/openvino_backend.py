@@ -11,7 +11,9 @@ a single synchronous request uses only one.
 
 Shapes: OpenVINO runs static shapes faster than a dynamic batch (166 vs 191
 ms/frame for deeplab on one AVX2 core), so the model is compiled once per
-batch size it meets — in a run, the full batch and at most one last partial one.
+input shape it meets — in a run, the full batch and at most one last partial
+one, at the stream's size (`--aspect keep` feeds 16:9 footage as 16:9). A file
+exported with static height/width runs at that size only (`fixed_size`).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ from ..threads import plan_threads
 from .base import Backend, BackendError
 from .onnx_backend import LABELS_NAME, OUTPUT_NAME, read_onnx_meta
 
+COMPILED_SHAPES = 4  # compiled models kept: a run meets two shapes; a long-lived caller may meet more
 INSTALL_HINT = "pip install 'streamseg[openvino]' (or `pip install openvino`)"
 PRECISIONS = ("auto", "fp32", "bf16")
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs with bf16 arithmetic
@@ -80,15 +83,18 @@ class OpenVinoBackend(Backend):
             raise BackendError(f"the openvino backend runs on the CPU here, not {device!r}; use --device cpu")
         self.meta = read_onnx_meta(self.path)
         self.info, self.device = self.meta.info, "cpu"
-        self.size = tuple(self.meta.input_size or self.info.input_size)
         self.precision = pick_precision(precision)
         self.threads = threads or plan_threads().inference
         self.core = ov.Core()
         self.config = self._config(ov)
-        outputs = self._read().outputs
-        self.has_labels = any(LABELS_NAME in port.get_names() for port in outputs)
-        self._requests: dict[int, tuple] = {}
-        self._request(1)  # compile now: a bad file fails here, not on the first frame
+        model = self._read()
+        height, width = list(model.inputs[0].get_partial_shape())[2:]
+        if height.is_static and width.is_static:  # a `--static` export: one size only
+            self.fixed_size = (height.get_length(), width.get_length())
+        self.has_labels = any(LABELS_NAME in port.get_names() for port in model.outputs)
+        self._requests: dict[tuple[int, int, int], tuple] = {}
+        # compile now: a bad file fails here, not on the first frame
+        self._request((1, *(self.fixed_size or self.info.input_size)))
 
     def _config(self, ov) -> dict:
         import openvino.properties as props
@@ -106,25 +112,29 @@ class OpenVinoBackend(Backend):
         except RuntimeError as error:
             raise BackendError(f"OpenVINO cannot read {self.path}: {str(error).strip().splitlines()[0]}") from None
 
-    def _request(self, batch: int) -> tuple:
-        """(infer request, labels port, logits port) for `batch` rows, compiled on first use."""
-        if batch not in self._requests:
+    def _request(self, shape: tuple[int, int, int]) -> tuple:
+        """(infer request, labels port, logits port) for `(N, H, W)` inputs, compiled on first use."""
+        if shape not in self._requests:
             model = self._read()
-            model.reshape({model.inputs[0].get_any_name(): [batch, 3, *self.size]})
+            batch, height, width = shape
+            model.reshape({model.inputs[0].get_any_name(): [batch, 3, height, width]})
             try:
                 compiled = self.core.compile_model(model, "CPU", self.config)
             except RuntimeError as error:
-                raise BackendError(f"OpenVINO cannot compile {self.path.name}: "
+                raise BackendError(f"OpenVINO cannot compile {self.path.name} for {batch}x3x{height}x{width}: "
                                    f"{str(error).strip().splitlines()[0]}") from None
             labels = compiled.output(LABELS_NAME) if self.has_labels else None
-            self._requests[batch] = (compiled.create_infer_request(), labels, compiled.output(OUTPUT_NAME))
-        return self._requests[batch]
+            if len(self._requests) >= COMPILED_SHAPES:
+                del self._requests[next(iter(self._requests))]  # the oldest
+            self._requests[shape] = (compiled.create_infer_request(), labels, compiled.output(OUTPUT_NAME))
+        return self._requests[shape]
 
     def _infer(self, batch: np.ndarray, want_labels: bool) -> np.ndarray:
-        if tuple(batch.shape[2:]) != self.size:
-            raise BackendError(f"{self.path.name} runs at {self.size[0]}x{self.size[1]} in OpenVINO, "
-                               f"got {batch.shape[2]}x{batch.shape[3]}")
-        request, labels, logits = self._request(len(batch))
+        size = tuple(batch.shape[2:])
+        if self.fixed_size is not None and size != self.fixed_size:
+            raise BackendError(f"{self.path.name} runs at {self.fixed_size[0]}x{self.fixed_size[1]} only, "
+                               f"got {size[0]}x{size[1]}; re-export it with `streamseg export --dynamic`")
+        request, labels, logits = self._request((len(batch), *size))
         port = labels if want_labels else logits
         # copy: the request's output buffer is overwritten by its next run
         return request.infer({0: np.ascontiguousarray(batch, dtype=np.float32)})[port].copy()

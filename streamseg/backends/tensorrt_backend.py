@@ -233,6 +233,8 @@ class TensorRTBackend(Backend):
         self.batch_range = (low[0], opt[0], high[0])
         self.min_batch, self.max_batch = low[0], high[0]
         self.input_size = (int(high[2]), int(high[3]))
+        if tuple(low)[2:] == tuple(high)[2:]:  # built for one stream shape (`streamseg export --fp16`)
+            self.fixed_size = self.input_size
 
     def _host(self, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """A reused page-locked buffer: copies from it to the GPU are truly asynchronous."""

@@ -5,20 +5,8 @@ from pathlib import Path
 
 import click
 
-from ..backends import BackendError, resolve_checkpoint
-from ..checkpoint import CheckpointError
-from ..classes import LabelColorsError
-
-TRAIN_EXTRA_HINT = "needs the training extra (albumentations, matplotlib): pip install 'streamseg[train]'"
-
-
-def import_train(command: str):
-    """The `train` package is optional; a missing extra is a one-line error, not a traceback."""
-    try:
-        import train.evaluate
-    except ImportError as error:
-        raise click.ClickException(f"streamseg {command} {TRAIN_EXTRA_HINT} ({error})") from None
-    return train.evaluate
+from ..checkpoint import resolve_checkpoint
+from .errors import one_line_errors
 
 
 @click.command("eval")
@@ -26,7 +14,7 @@ def import_train(command: str):
               help="Preset name (shipped weights) or a .safetensors checkpoint, e.g. runs/deeplab/best.safetensors.")
 @click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="CamVid root with <split>/ and <split>annot/ (or colour *_L.png labels + label_colors.txt).")
-@click.option("--split", default="val", show_default=True, help="Split folder to evaluate, e.g. val or test.")
+@click.option("--split", default="val", show_default=True, help="Split to evaluate: val, test, train:0006R0 (frames by name prefix), val+test.")
 @click.option("--label-format", type=click.Choice(["auto", "index", "color"]), default="auto", show_default=True,
               help="Label layout; auto detects colour-coded labels.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
@@ -36,14 +24,14 @@ def import_train(command: str):
 def evaluate(model: str, data: Path, split: str, label_format: str, json_path: Path | None, device: str,
              workers: int) -> None:
     """Evaluate a model on a CamVid split at full resolution (void pixels ignored)."""
-    module = import_train("eval")
-    try:
-        cfg = module.EvalConfig(str(resolve_checkpoint(model)), str(data), split, label_format, device, workers)
-        metrics = module.evaluate_checkpoint(cfg)
+    # Here, not at the top: evaluation imports torch, and `streamseg run` on ONNX needs none.
+    from ..evaluate import EvalConfig, evaluate_checkpoint, format_table, save_report
+
+    with one_line_errors():
+        cfg = EvalConfig(str(resolve_checkpoint(model)), str(data), split, label_format, device, workers)
+        metrics = evaluate_checkpoint(cfg)
         click.echo(f"{metrics['model']} ({metrics['arch']}) on {data}/{split}: {metrics['images']} images, "
                    f"{metrics['pixels']} labelled pixels, {metrics['seconds']:.1f}s on {metrics['device']}")
-        click.echo(module.format_table(metrics))
+        click.echo(format_table(metrics))
         if json_path is not None:
-            click.echo(f"metrics written to {module.save_report(json_path, metrics)}")
-    except (CheckpointError, BackendError, LabelColorsError, module.DataError, ValueError, OSError) as error:
-        raise click.ClickException(str(error)) from None
+            click.echo(f"metrics written to {save_report(json_path, metrics)}")

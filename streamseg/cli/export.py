@@ -5,8 +5,7 @@ from pathlib import Path
 
 import click
 
-from ..backends.base import BackendError
-from ..checkpoint import CheckpointError
+from .errors import one_line_errors
 
 
 @click.command()
@@ -16,9 +15,13 @@ from ..checkpoint import CheckpointError
 @click.option("--name", default=None, help="File name stem [default: the preset name or the checkpoint's stem].")
 @click.option("--batch", "-b", type=click.IntRange(1, 256), default=1,
               help="Largest batch: the TensorRT profile's max (min is 1). The ONNX batch axis is always dynamic.")
-@click.option("--height", type=click.IntRange(32, 4096), default=None, help="Input height [default: the model's].")
-@click.option("--width", type=click.IntRange(32, 4096), default=None, help="Input width [default: the model's].")
-@click.option("--dynamic", is_flag=True, help="Also make the ONNX input height and width dynamic.")
+@click.option("--height", type=click.IntRange(32, 4096), default=None,
+              help="Input height [default: what `run` feeds the model for --calib's frames].")
+@click.option("--width", type=click.IntRange(32, 4096), default=None,
+              help="Input width [default: what `run` feeds the model for --calib's frames].")
+@click.option("--dynamic/--static", default=True, show_default=True,
+              help="Dynamic ONNX input height and width (any frame shape, as `run --aspect keep` needs), or fixed "
+                   "at --height x --width.")
 @click.option("--opset", type=click.IntRange(17, 23), default=17, help="ONNX opset.")
 @click.option("--int8", is_flag=True, help="Also write <name>.int8.onnx (ONNX Runtime static INT8, for CPUs).")
 @click.option("--fp16", is_flag=True, help="Also build a TensorRT FP16 engine (needs an NVIDIA GPU and TensorRT 10).")
@@ -32,7 +35,7 @@ def export(model: str, out_dir: Path, name: str | None, batch: int, height: int 
            dynamic: bool, opset: int, int8: bool, fp16: bool, calib: Path | None, calib_frames: int,
            data: Path | None, workspace: float) -> None:
     """Export a model to ONNX, check it against PyTorch, and optionally quantise or compile it."""
-    from ..export import ExportConfig, ExportError, FrameSourceError, export_model
+    from ..export import ExportConfig, export_model
 
     if (height is None) != (width is None):
         raise click.UsageError("give --height and --width together")
@@ -40,7 +43,5 @@ def export(model: str, out_dir: Path, name: str | None, batch: int, height: int 
                           size=(height, width) if height else None, dynamic=dynamic, opset=opset, int8=int8,
                           fp16=fp16, calib=str(calib) if calib else None, calib_frames=calib_frames,
                           data=str(data) if data else None, workspace_gib=workspace)
-    try:
+    with one_line_errors():
         export_model(config, log=click.echo)
-    except (ExportError, BackendError, CheckpointError, FrameSourceError, OSError) as error:
-        raise click.ClickException(str(error).splitlines()[0] if str(error) else type(error).__name__) from None

@@ -2,15 +2,19 @@
 
 `export_model(ExportConfig(...))` runs the steps `streamseg export` runs;
 the single steps are `export_onnx`, `check_onnx`, `quantize_int8` and
-`build_engine`.
+`build_engine`. Names are imported on first use: the steps import torch,
+and `streamseg run` on an ONNX file must not (it only needs `ExportError`).
 """
 from __future__ import annotations
 
-from .engine import build_engine
-from .frames import FrameSourceError, load_frames, to_batch
-from .int8 import compare_int8, quantize_int8
-from .onnx_export import ExportError, OnnxCheck, check_onnx, export_onnx
-from .run import ExportConfig, ExportResult, cache_onnx, export_model
+from ..lazy import lazy_exports
+from .errors import ExportError
+
+__getattr__ = lazy_exports(__name__, {
+    "build_engine": "engine", "FrameSourceError": "frames", "load_frames": "frames", "to_batch": "frames",
+    "compare_int8": "int8", "quantize_int8": "int8", "OnnxCheck": "onnx_export", "check_onnx": "onnx_export",
+    "export_onnx": "onnx_export", "ExportConfig": "run", "ExportResult": "run", "cache_onnx": "run",
+    "export_model": "run"})
 
 __all__ = ["ExportConfig", "ExportError", "ExportResult", "FrameSourceError", "OnnxCheck", "build_engine",
            "cache_onnx", "check_onnx", "compare_int8", "export_model", "export_onnx", "load_frames",

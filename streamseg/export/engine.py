@@ -1,9 +1,12 @@
 """ONNX → TensorRT engine with the TensorRT 10 Python API, plus its JSON sidecar.
 
 One optimisation profile: batch min 1, opt = max = `--batch` (the runner
-fills whole batches; the last, shorter one runs as it is), H x W fixed. A
-timing cache per GPU and TensorRT version makes rebuilds take seconds instead
-of minutes; a cache TensorRT rejects (another GPU) is replaced by a fresh one.
+fills whole batches; the last, shorter one runs as it is), H x W fixed at the
+stream's shape: what `run --aspect keep` feeds the model for the footage given
+to `export --calib` (or --height/--width), so kernels are tuned for exactly it;
+a stream of another shape is letterboxed into it, with a warning. A timing
+cache per GPU and TensorRT version makes rebuilds take seconds instead of
+minutes; a cache TensorRT rejects (another GPU) is replaced by a fresh one.
 
 FP16: an FP16 ONNX (float16 input) is built as a strongly typed network, the
 way TensorRT recommends since 10.12 (BuilderFlag.FP16 is deprecated there and
@@ -34,7 +37,7 @@ from ..backends.tensorrt_backend import (
     trt_logger,
 )
 from ..checkpoint import atomic_write
-from .onnx_export import ExportError
+from .errors import ExportError
 
 
 def onnx_is_fp16(onnx_path: Path) -> bool:

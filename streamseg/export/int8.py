@@ -19,7 +19,7 @@ import numpy as np
 
 from ..backends.onnx_backend import INPUT_NAME, META_KEY, OnnxBackend, OnnxMeta, read_onnx_meta
 from ..checkpoint import atomic_write
-from .onnx_export import ExportError
+from .errors import ExportError
 
 
 def calibration_reader(images: np.ndarray):

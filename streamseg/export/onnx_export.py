@@ -20,11 +20,8 @@ from torch import nn
 
 from ..backends.base import labels_of
 from ..backends.onnx_backend import INPUT_NAME, LABELS_NAME, META_KEY, OUTPUT_NAME, OnnxBackend, OnnxMeta
-from ..checkpoint import atomic_write, file_sha256  # noqa: F401 — file_sha256 re-exported (its old home)
-
-
-class ExportError(RuntimeError):
-    """An export step that failed; the message says what to do."""
+from ..checkpoint import atomic_write
+from .errors import ExportError
 
 
 @dataclass(frozen=True)

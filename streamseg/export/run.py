@@ -18,10 +18,12 @@ from torch import nn
 from ..backends.base import labels_of
 from ..backends.onnx_backend import OnnxMeta, cached_onnx, read_onnx_meta
 from ..backends.tensorrt_backend import TensorRTBackend, tensorrt_missing
-from ..checkpoint import ModelInfo, load_checkpoint
+from ..checkpoint import ModelInfo, file_sha256, load_checkpoint, model_name, resolve_checkpoint
+from ..preprocess import keep_size
 from .engine import build_engine
+from .errors import ExportError
 from .frames import FrameSourceError, load_frames, to_batch
-from .onnx_export import ExportError, OnnxCheck, check_onnx, export_onnx, file_sha256
+from .onnx_export import OnnxCheck, check_onnx, export_onnx
 
 Log = Callable[[str], None]
 CHECK_FRAMES = 4        # enough to cover the clip's scenes; keeps the check a few seconds on CPU
@@ -39,8 +41,8 @@ class ExportConfig:
     out_dir: Path = Path("engines")
     name: str | None = None                  # file stem; default: preset name or checkpoint stem
     batch: int = 1                           # TensorRT profile max (and opt); ONNX batch is symbolic anyway
-    size: tuple[int, int] | None = None      # (H, W); default: the model's input size
-    dynamic: bool = False                    # symbolic height/width in the ONNX too
+    size: tuple[int, int] | None = None      # (H, W); default: the model's input for `calib`'s frames (keep)
+    dynamic: bool = True                     # symbolic height/width in the ONNX too
     opset: int = 17
     int8: bool = False
     fp16: bool = False
@@ -115,13 +117,13 @@ def engine_step(config: ExportConfig, checkpoint: Path, model: nn.Module, onnx_p
 
 def export_model(config: ExportConfig, log: Log = stderr_log) -> ExportResult:
     """Run every requested export step; raises `ExportError`/`CheckpointError`/`BackendError`."""
-    from ..backends import model_name, resolve_checkpoint
-
     checkpoint = resolve_checkpoint(config.model)
     model, info = load_checkpoint(checkpoint)
-    size = config.size or tuple(info.input_size)
     name = config.name or model_name(config.model)
     frames = load_frames(config.calib, max(config.calib_frames, CHECK_FRAMES))
+    # The shape `run --aspect keep` feeds the model for this footage: the checks and
+    # calibration run at it, and a TensorRT engine's profile is built for it.
+    size = config.size or keep_size(frames[0].shape[:2], tuple(info.input_size))
     calib = to_batch(frames, info, size)
     images = calib[np.linspace(0, len(calib) - 1, min(CHECK_FRAMES, len(calib))).astype(int)]
     onnx_path = Path(config.out_dir) / f"{name}.onnx"

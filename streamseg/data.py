@@ -1,5 +1,8 @@
 """CamVid datasets: the 11-class index layout and the 32-class colour layout.
 
+Read by `streamseg eval`, `streamseg export --data` and training alike, so
+every number is measured on the same pixels with the same normalisation.
+
 Index layout (SegNet release, ../shared/data/camvid): `<split>/NAME.png` with
 `<split>annot/NAME.png` holding one class index per pixel, void = 11.
 Colour layout (original CamVid/CamSeq01): label images `NAME_L.png` (next to
@@ -9,6 +12,7 @@ in the data root; colours map to the 11 groups or to the 32 raw classes.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -16,8 +20,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from streamseg.classes import (CAMVID_CLASSES, CAMVID_PALETTE, VOID_INDEX, ColorClass, color_to_index,
-                               load_label_colors)
+from .classes import CAMVID_CLASSES, CAMVID_PALETTE, VOID_INDEX, ColorClass, color_to_index, load_label_colors
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -146,3 +149,23 @@ class CamVid(Dataset):
         out = self.transform(image=read_rgb(image_path), mask=self.read_mask(label_path))
         image = torch.from_numpy(out["image"].transpose(2, 0, 1).copy())
         return image, torch.from_numpy(out["mask"].astype(np.int64))
+
+
+@dataclass(frozen=True)
+class EvalTransform:
+    """What val/test numbers are measured on: no augmentation, ImageNet-style normalisation
+    (albumentations' `Normalize` arithmetic, max pixel 255), optionally resized to `size`
+    `(H, W)` for exports with a fixed input. A class, not a closure, so DataLoader workers
+    can pickle it."""
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    size: tuple[int, int] | None = None
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
+        if self.size is not None:
+            height, width = self.size
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+            mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+        mean = np.asarray(self.mean, np.float32) * 255
+        scale = 1 / (np.asarray(self.std, np.float32) * 255)
+        return {"image": (image.astype(np.float32) - mean) * scale, "mask": mask}

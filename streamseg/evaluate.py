@@ -1,21 +1,27 @@
-"""Evaluate a checkpoint on a CamVid split at full resolution (`streamseg eval`)."""
+"""Evaluate a checkpoint on a CamVid split at full resolution (`streamseg eval`, and training's val pass)."""
 from __future__ import annotations
 
 import json
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+from torch import nn
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
-from streamseg.backends.torch_backend import pick_device
-from streamseg.checkpoint import ModelInfo, atomic_write, load_checkpoint
-from streamseg.classes import CAMVID_CLASSES
+from .backends.torch_backend import pick_device
+from .checkpoint import ModelInfo, atomic_write, load_checkpoint
+from .classes import CAMVID_CLASSES
+from .data import CamVid, DataError, EvalTransform
+from .metrics import ConfusionMatrix, is_main, json_safe, mean_across_ranks
 
-from .camvid import CamVid, DataError
-from .engine import evaluate
-from .metrics import json_safe
-from .transforms import eval_transform
+# Redraw often on a terminal, rarely in a log file (background runs).
+MININTERVAL = 0.5 if sys.stderr.isatty() else 60.0
+Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]  # (logits, target) → scalar; training's criterion
 
 
 @dataclass(frozen=True)
@@ -28,10 +34,30 @@ class EvalConfig:
     workers: int = 0
 
 
+@torch.inference_mode()
+def evaluate(model: nn.Module, loader: DataLoader, criterion: Loss | None, device: torch.device,
+             num_classes: int, ignore_index: int, *, amp: bool = False) -> tuple[float, ConfusionMatrix]:
+    """Full-resolution evaluation; the confusion matrix is summed across DDP ranks."""
+    model.eval()
+    confusion = ConfusionMatrix(num_classes, ignore_index)
+    total, count = 0.0, 0
+    for image, target in tqdm(loader, desc="eval", leave=False, disable=not is_main(),
+                              mininterval=MININTERVAL):
+        image, target = image.to(device), target.to(device)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+            logits = model(image)
+        if criterion is not None:
+            total += criterion(logits, target).item() * image.shape[0]
+            count += image.shape[0]
+        confusion.update(target, logits.argmax(1))
+    confusion.reduce()
+    return mean_across_ranks(total, count, device), confusion
+
+
 def open_split(cfg: EvalConfig, info: ModelInfo) -> CamVid:
     """The split, labelled with the checkpoint's classes (11 groups, or the raw colour table)."""
     classes = "camvid11" if info.classes == CAMVID_CLASSES else "camvid32"
-    dataset = CamVid(cfg.data, cfg.split, eval_transform(info.mean, info.std), label_format=cfg.label_format,
+    dataset = CamVid(cfg.data, cfg.split, EvalTransform(info.mean, info.std), label_format=cfg.label_format,
                      classes=classes)
     if dataset.classes != info.classes:
         raise DataError(f"the checkpoint's {info.num_classes} classes ({', '.join(info.classes[:3])}, …) do not "

@@ -1,4 +1,12 @@
-"""Confusion-matrix metrics (torchvision references' bincount approach)."""
+"""Confusion-matrix metrics (torchvision references' bincount approach): the one mIoU.
+
+mIoU, everywhere in streamseg (`streamseg eval`, training's val pass,
+`export --int8 --data`): per-class IoU = TP / (TP + FP + FN) from the confusion
+matrix summed over the whole split, void pixels ignored, averaged over the
+classes present in the split's ground truth (the CamVid papers' convention).
+A class absent from the ground truth has no IoU, even when it is predicted:
+its false positives already lower the IoU of the classes they were taken from.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -37,13 +45,14 @@ def _ratio(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def metrics_from_confusion(matrix: np.ndarray, class_names: tuple[str, ...] | None = None) -> dict:
     """Pixel accuracy, mean accuracy, IoU, precision, recall, F1 (per class and macro), fwIoU.
 
-    A class with no ground-truth pixels and no predictions gets NaN for its
-    scores and is left out of the macro means (nanmean), as in torchvision and
-    mmsegmentation; one that is predicted but absent scores IoU 0.
+    `matrix`: `(C, C)` counts, rows ground truth, columns prediction. IoU and recall
+    are NaN for a class without ground-truth pixels and precision for one never
+    predicted; NaN scores are left out of the macro means (mIoU: the classes present
+    in the ground truth, see the module docstring).
     """
     m = matrix.astype(np.float64)
     tp, gt, pred = np.diag(m), m.sum(1), m.sum(0)
-    iou = _ratio(tp, gt + pred - tp)
+    iou = np.where(gt > 0, _ratio(tp, gt + pred - tp), np.nan)
     recall, precision = _ratio(tp, gt), _ratio(tp, pred)
     f1 = _ratio(2 * tp, gt + pred)
     freq = gt / max(gt.sum(), 1)
@@ -79,3 +88,17 @@ def json_safe(value: object) -> object:
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
+
+
+def is_main() -> bool:
+    """Rank 0, or not distributed: the process that prints and writes."""
+    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
+
+
+def mean_across_ranks(total: float, count: int, device: torch.device) -> float:
+    """`sum(total) / sum(count)` over DDP ranks (the local ratio when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        t = torch.tensor([total, count], dtype=torch.float64, device=device)
+        dist.all_reduce(t)
+        total, count = t.tolist()
+    return total / max(count, 1)
