@@ -5,7 +5,7 @@ the pipeline (`streamseg.pipeline.segment_frames`, the code `streamseg run`
 uses) segments CamSeq01 and every output frame, keyframe or propagated, is
 scored against its ground truth:
 - mIoU and pixel accuracy over all frames (one confusion matrix; void ignored;
-  `train.metrics`, the definition `streamseg eval` uses);
+  `streamseg.metrics`, the definition `streamseg eval` uses);
 - flicker: the share of pixels whose label changes between consecutive frames
   after motion compensation (labels of frame t-1 warped to t by a reference
   DIS flow, MEDIUM preset at full size, the same for every row; pixels whose
@@ -34,11 +34,11 @@ import av
 import cv2
 import numpy as np
 
-from streamseg.backends import load_backend
 from streamseg.classes import VOID_INDEX
+from streamseg.metrics import metrics_from_confusion
 from streamseg.pipeline import PipelineConfig, segment_frames
 from streamseg.propagate import PropagateConfig
-from train.metrics import metrics_from_confusion
+from streamseg.runtime import load_backend
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "camseq01.mp4"

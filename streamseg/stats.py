@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-
 STAGES = ("decode", "preprocess", "inference", "postprocess", "render", "encode")
 PROPAGATION_STAGES = ("motion", "propagate")   # timed and reported only with --keyframe-interval other than 1
 RESERVOIR = 4096

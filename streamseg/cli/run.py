@@ -154,7 +154,8 @@ def exit_code(received: list[int]) -> int:
 @click.pass_context
 def run_command(ctx: click.Context, source: str, model: str, backend: str, device: str, batch: int,
                 keyframe_interval: int | str, motion: str, output: Path | None, overwrite: bool,
-                save_masks: Path | None, stats_json: Path | None, progress: bool, serve: bool, host: str, port: int, **view: object) -> None:
+                save_masks: Path | None, stats_json: Path | None, progress: bool, serve: bool, host: str, port: int,
+                **view: object) -> None:
     """Segment a video file, URL, glob ('clips/*.mp4') or camera index (0) into an annotated video."""
     setup_logging()
     # Signals are caught from the start: Ctrl-C while connecting or loading the model is an
