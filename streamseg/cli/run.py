@@ -20,6 +20,7 @@ from ..jobs import ModelConfig, open_backend, report, run_many, view_hooks
 from ..overlay import VIEWS, OverlayConfig
 from ..pipeline import PipelineConfig
 from ..preprocess import ASPECTS, PreprocessConfig
+from ..propagate import AUTO, MAX_INTERVAL, MOTIONS, PropagateConfig
 from ..runtime import BACKENDS
 from ..source import open_source
 from ..webcam import check_display, run_webcam
@@ -68,11 +69,28 @@ def view_options(command: Callable) -> Callable:
     return command
 
 
-def build_configs(options: dict, batch: int = 1, save_masks: Path | None = None) -> tuple[PipelineConfig, EncodeConfig]:
+class KeyframeInterval(click.ParamType):
+    """An integer 1-MAX_INTERVAL, or `auto`."""
+    name = "N|auto"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if value == AUTO or isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if text == AUTO:
+            return AUTO
+        if text.isdigit() and 1 <= int(text) <= MAX_INTERVAL:
+            return int(text)
+        self.fail(f"{value!r} is not a whole number from 1 to {MAX_INTERVAL}, or auto", param, ctx)
+
+
+def build_configs(options: dict, batch: int = 1, save_masks: Path | None = None,
+                  propagate: PropagateConfig = PropagateConfig()) -> tuple[PipelineConfig, EncodeConfig]:
     classes = tuple(c.strip() for c in options["classes"].split(",") if c.strip()) if options["classes"] else None
     colors = tuple((c.name, c.rgb) for c in load_label_colors(options["palette"])) if options["palette"] else ()
     overlay = OverlayConfig(options["view"], options["alpha"], options["legend"], classes, options["info_line"], colors)
-    pipeline = PipelineConfig(PreprocessConfig(options["aspect"]), overlay, batch, save_masks=save_masks)
+    pipeline = PipelineConfig(PreprocessConfig(options["aspect"]), overlay, batch, save_masks=save_masks,
+                              propagate=propagate)
     encode = EncodeConfig(options["codec"], options["crf"], options["preset"], audio=options.get("audio", True))
     return pipeline, encode
 
@@ -115,6 +133,12 @@ def exit_code(received: list[int]) -> int:
 @model_options
 @click.option("--batch", "-b", type=click.IntRange(1), default=1, show_default=True,
               help="Frames per inference call (files only; live sources use 1).")
+@click.option("--keyframe-interval", "-k", type=KeyframeInterval(), default="1", show_default=True,
+              help="Run the network every N frames and warp its labels by motion to the frames between; "
+                   "auto: re-run it when the warped labels stop being trustworthy. 1: every frame.")
+@click.option("--motion", type=click.Choice(MOTIONS), default="auto", show_default=True,
+              help="Motion for --keyframe-interval: the decoder's motion vectors (mv, H.264 files and streams) "
+                   "or optical flow (flow, any source); auto: mv where the decoder has them.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
               help="Output video (default: NAME_seg.mp4 next to the input), or a folder for several inputs.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
@@ -129,8 +153,9 @@ def exit_code(received: list[int]) -> int:
 @serve_options
 @click.pass_context
 def run_command(ctx: click.Context, source: str, model: str, backend: str, device: str, batch: int,
-                output: Path | None, overwrite: bool, save_masks: Path | None, stats_json: Path | None,
-                progress: bool, serve: bool, host: str, port: int, **view: object) -> None:
+                keyframe_interval: int | str, motion: str, output: Path | None, overwrite: bool,
+                save_masks: Path | None, stats_json: Path | None, progress: bool, serve: bool, host: str, port: int,
+                **view: object) -> None:
     """Segment a video file, URL, glob ('clips/*.mp4') or camera index (0) into an annotated video."""
     setup_logging()
     # Signals are caught from the start: Ctrl-C while connecting or loading the model is an
@@ -138,7 +163,7 @@ def run_command(ctx: click.Context, source: str, model: str, backend: str, devic
     with stop_on_signals() as (stop, received):
         try:
             with one_line_errors(interrupted=lambda: bool(received)):
-                pipeline, encode = build_configs(view, batch)
+                pipeline, encode = build_configs(view, batch, propagate=PropagateConfig(keyframe_interval, motion))
                 run_many(source, ModelConfig(model, backend, device), output=output, overwrite=overwrite,
                          pipeline=pipeline, encode=encode, save_masks=save_masks, stats_json=stats_json, stop=stop,
                          progress=progress, log=echo,
