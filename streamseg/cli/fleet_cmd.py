@@ -31,12 +31,13 @@ def refuse_single_run_options(output: Path | None, save_masks: Path | None, stat
                                    "frames, speed and class shares to its manifest.jsonl")
 
 
-def run_on_ray(source: str, address: str, output_dir: Path | None, workers: int | None, options: dict) -> int:
+def run_on_ray(source: str, address: str | None, output_dir: Path | None, workers: int | None, options: dict) -> int:
     """Run the fleet and return the exit status: 0 all done, 1 some clip failed or was left, 130/143 stopped."""
     if output_dir is None:
         raise click.UsageError("--ray needs --output-dir: the folder, reachable by every worker, for the "
                                "segmented videos and manifest.jsonl")
     refuse_single_run_options(options.pop("output"), options.pop("save_masks"), options.pop("stats_json"))
+    address = check_address(address)
     try:
         from ..fleet import FleetConfig, FleetError, WorkerConfig, run_fleet
     except ImportError as error:
@@ -50,7 +51,7 @@ def run_on_ray(source: str, address: str, output_dir: Path | None, workers: int 
     with stop_on_signals() as (stop, received):
         try:
             check_codec(encode.codec)
-            report = run_fleet(source, output_dir, config, address=check_address(address), stop=stop,
+            report = run_fleet(source, output_dir, config, address=address, stop=stop,
                                progress=options["progress"])
         except (*EXPECTED, FleetError) as error:
             raise click.ClickException(one_line(error)) from None
