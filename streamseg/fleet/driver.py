@@ -19,6 +19,7 @@ from pathlib import Path
 import ray
 from tqdm import tqdm
 
+from .. import __version__
 from ..encode import EncodeError
 from .manifest import Clip, Manifest, Row, is_complete, plan_clips, sweep_partials
 from .worker import Progress, RemoteClipWorker, WorkerConfig, one_line, worker_options
@@ -63,7 +64,7 @@ def fingerprint(config: WorkerConfig) -> str:
     """What decides an output's content; a rerun with other settings redoes the clips."""
     model = Path(config.model)
     weights = f"{model.stat().st_size}:{model.stat().st_mtime_ns}" if model.is_file() else ""
-    text = repr(replace(config, engines_dir="")) + weights
+    text = f"{__version__} {replace(config, engines_dir='')!r} {weights}"  # a release may ship new weights
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
