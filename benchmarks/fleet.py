@@ -79,7 +79,9 @@ def warm_cluster_run(clips: Path, out: Path, model: str, backend: str, workers: 
 
     from streamseg.fleet import FleetConfig, WorkerConfig, run_fleet
 
-    ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False, _node_ip_address="127.0.0.1")
+    # As many CPUs as workers, whatever this process's affinity: the cold run's cluster (CPU count
+    # from the OS) also fits them all, so both Ray runs use the same number of workers.
+    ray.init(num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False, _node_ip_address="127.0.0.1")
     try:
         started = time.perf_counter()
         report = run_fleet(str(clips / "*.mp4"), out, FleetConfig(WorkerConfig(model, backend), workers=workers),

@@ -57,7 +57,7 @@ class FleetReport:
 
 
 def stderr_log(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+    tqdm.write(line, file=sys.stderr)  # above the progress bars, not through them
 
 
 def fingerprint(config: WorkerConfig) -> str:
