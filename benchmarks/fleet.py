@@ -66,7 +66,7 @@ def make_clips(folder: Path, count: int, source: Path) -> Path:
 def cli(args: list[str], cwd: Path) -> float:
     """Wall seconds of one `streamseg` command (it must succeed)."""
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", "from streamseg.cli import main; main()", *args], cwd=cwd,
+    done = subprocess.run([sys.executable, "-c", "from streamseg.cli import main; main()", *args], cwd=cwd, check=False,
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     if done.returncode != 0:
         raise SystemExit(f"streamseg {' '.join(args[:2])} failed:\n{done.stderr[-2000:]}")
@@ -78,13 +78,14 @@ def warm_cluster_run(clips: Path, out: Path, model: str, backend: str, workers: 
     import ray
 
     from streamseg.fleet import FleetConfig, WorkerConfig, run_fleet
+    from streamseg.jobs import ModelConfig
 
     # As many CPUs as workers, whatever this process's affinity: the cold run's cluster (CPU count
     # from the OS) also fits them all, so both Ray runs use the same number of workers.
     ray.init(num_cpus=max(workers, os.cpu_count() or 1), include_dashboard=False, _node_ip_address="127.0.0.1")
     try:
         started = time.perf_counter()
-        report = run_fleet(str(clips / "*.mp4"), out, FleetConfig(WorkerConfig(model, backend), workers=workers),
+        report = run_fleet(str(clips / "*.mp4"), out, FleetConfig(WorkerConfig(ModelConfig(model, backend)), workers=workers),
                            progress=False, log=lambda line: None)
         seconds = time.perf_counter() - started
     finally:

@@ -22,6 +22,7 @@ from streamseg.cli import main
 from streamseg.encode import EncodeError
 from streamseg.fleet import FleetConfig, WorkerConfig, run_fleet
 from streamseg.fleet.manifest import Clip, Manifest, Row, is_complete, plan_clips, read_manifest
+from streamseg.jobs import ModelConfig
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +106,7 @@ def wait_for_frames(at_least: int, timeout: float = 300) -> None:
 
 
 def tiny_fleet(model: Path, workers: int = 1) -> FleetConfig:
-    return FleetConfig(WorkerConfig(model=str(model), backend="torch", device="cpu"), workers=workers)
+    return FleetConfig(WorkerConfig(ModelConfig(str(model), "torch", "cpu")), workers=workers)
 
 
 def test_worker_killed_mid_clip_is_restarted_and_its_clip_redone(cluster, tiny_model, tmp_path):

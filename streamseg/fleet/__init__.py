@@ -8,7 +8,8 @@ JSON Lines manifest records every clip. Re-running skips what is complete.
 Python API::
 
     from streamseg.fleet import FleetConfig, WorkerConfig, run_fleet
-    report = run_fleet("clips/**/*.mp4", "out/", FleetConfig(WorkerConfig(model="unet")), address="auto")
+    from streamseg.jobs import ModelConfig
+    report = run_fleet("clips/**/*.mp4", "out/", FleetConfig(WorkerConfig(ModelConfig("unet"))), address="auto")
     report.done, report.failed, report.skipped
 """
 from __future__ import annotations

@@ -62,7 +62,7 @@ def stderr_log(line: str) -> None:
 
 def fingerprint(config: WorkerConfig) -> str:
     """What decides an output's content; a rerun with other settings redoes the clips."""
-    model = Path(config.model)
+    model = Path(config.model.model)
     weights = f"{model.stat().st_size}:{model.stat().st_mtime_ns}" if model.is_file() else ""
     text = f"{__version__} {replace(config, engines_dir='')!r} {weights}"  # a release may ship new weights
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -96,7 +96,7 @@ def connect(address: str | None) -> bool:
 def start_workers(config: FleetConfig, clips: int, progress: str, tag: str) -> list:
     """Long-lived workers, sized to the cluster: a GPU each when it has GPUs (TensorRT / CUDA), else CPUs."""
     resources = ray.cluster_resources()
-    gpus = 1.0 if resources.get("GPU", 0) >= 1 and config.worker.device != "cpu" else 0.0
+    gpus = 1.0 if resources.get("GPU", 0) >= 1 and config.worker.model.device != "cpu" else 0.0
     fits = int(resources["GPU"]) if gpus else int(resources.get("CPU", 1) // config.cpus_per_worker)
     count = max(1, min(config.workers or fits, clips))
     options = worker_options(gpus, config.cpus_per_worker, config.max_restarts, config.max_task_retries)
@@ -217,8 +217,8 @@ def run_fleet(sources: str | list[str], output_dir: str | Path, config: FleetCon
     output_dir = Path(output_dir)
     clips = plan_clips(sources, output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    worker = replace(config.worker, model=_absolute(config.worker.model),
-                     engines_dir=str(Path(config.worker.engines_dir).resolve()))
+    model = replace(config.worker.model, model=_absolute(config.worker.model.model))
+    worker = replace(config.worker, model=model, engines_dir=str(Path(config.worker.engines_dir).resolve()))
     config, settings = replace(config, worker=worker), fingerprint(worker)
     manifest = Manifest(output_dir)
     try:

@@ -20,6 +20,7 @@ from typing import IO, Any
 import av
 
 from ..encode import EncodeError
+from ..jobs import default_output
 from ..source import SourceError, expand_sources
 
 MANIFEST = "manifest.jsonl"
@@ -76,7 +77,7 @@ def plan_clips(specs: str | list[str], output_dir: Path) -> list[Clip]:
     for path, root in pairs:
         if "://" in str(path) or not path.is_file():
             raise SourceError(f"fleet runs take video files; {path} is not one")
-        output = output_dir.resolve() / path.parent.relative_to(root) / f"{path.stem}_seg.mp4"
+        output = default_output(str(path), output_dir.resolve() / path.parent.relative_to(root))
         if output in seen and seen[output] != path:
             raise EncodeError(f"{seen[output]} and {path} would both write {output}; run them separately")
         seen[output] = path

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import ray
 
-from ..backends import load_backend
 from ..encode import EncodeConfig, VideoWriter
+from ..jobs import ModelConfig
 from ..pipeline import PipelineConfig, run
+from ..runtime import load_backend
 from ..source import VideoSource, open_source
 from ..stats import RunStats
 from .manifest import Clip, Row, sweep_partials
@@ -30,11 +31,9 @@ REPORT_EVERY_S = 0.25  # often enough for a live bar, rare enough to cost nothin
 
 @dataclass(frozen=True)
 class WorkerConfig:
-    """Everything that decides what a clip's output looks like, plus where ONNX exports are cached."""
-    model: str = "deeplab"
-    backend: str = "auto"
-    device: str = "auto"
-    batch: int = 1
+    """Everything that decides what a clip's output looks like (as `jobs.run_many` takes it),
+    plus where ONNX exports are cached."""
+    model: ModelConfig = field(default_factory=ModelConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     encode: EncodeConfig = field(default_factory=EncodeConfig)
     engines_dir: str = field(default="engines", compare=False)  # a cache: does not change outputs
@@ -95,8 +94,9 @@ class ClipWorker:
         # The progress actor by name, not by handle: a handle argument is kept in the object store,
         # and Ray warns that a restart fails if it is lost; a name is a plain value.
         self.config, self.progress = config, ray.get_actor(progress)
-        self.backend, self.reason = load_backend(config.model, config.backend, config.device, batch=config.batch,
-                                                 engines_dir=config.engines_dir)
+        model = config.model
+        self.backend, self.reason = load_backend(model.model, model.backend, model.device,
+                                                 batch=config.pipeline.batch, engines_dir=config.engines_dir)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
 
     def describe(self) -> str:
