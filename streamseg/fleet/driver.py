@@ -29,7 +29,7 @@ Log = Callable[[str], None]
 
 
 class FleetError(RuntimeError):
-    """The run cannot start or go on (no worker could load the model, outputs in the way, …)."""
+    """The run cannot go on: no worker could load the model, or every worker died for good."""
 
 
 @dataclass(frozen=True)
