@@ -151,12 +151,28 @@ def exit_code(received: list[int]) -> int:
               help="Write the timing summary as JSON.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @serve_options
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Spread the clips over a Ray cluster: bare --ray starts a local one, 'auto' joins the one "
+                   "`ray start` made, or HOST:PORT. Needs --output-dir.")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="With --ray: folder every worker can reach, for the outputs and manifest.jsonl.")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="With --ray: number of workers (default: one per GPU, else one per CPU of the cluster).")
 @click.pass_context
 def run_command(ctx: click.Context, source: str, model: str, backend: str, device: str, batch: int,
                 keyframe_interval: int | str, motion: str, output: Path | None, overwrite: bool,
                 save_masks: Path | None, stats_json: Path | None, progress: bool, serve: bool, host: str, port: int,
-                **view: object) -> None:
+                ray_address: str | None, output_dir: Path | None, workers: int | None, **view: object) -> None:
     """Segment a video file, URL, glob ('clips/*.mp4') or camera index (0) into an annotated video."""
+    if ray_address is not None or output_dir is not None or workers is not None:
+        from .fleet_cmd import run_on_ray  # Ray is an optional extra
+
+        if ray_address is None:
+            raise click.UsageError("--output-dir and --workers are for --ray runs; use --output FOLDER without it")
+        ctx.exit(run_on_ray(source, ray_address, output_dir, workers, dict(
+            view, model=model, backend=backend, device=device, batch=batch, output=output, overwrite=overwrite,
+            save_masks=save_masks, stats_json=stats_json, progress=progress, serve=serve,
+            propagate=PropagateConfig(keyframe_interval, motion))))
     setup_logging()
     # Signals are caught from the start: Ctrl-C while connecting or loading the model is an
     # interruption (128 + signal, nothing written), not an error or a traceback.
