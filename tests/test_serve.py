@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from test_webcam import FakeCapture
 
 from streamseg import webcam
-from streamseg.backends import load_backend
+from streamseg.runtime import load_backend
 from streamseg.cli import main
 from streamseg.encode import VideoWriter
 from streamseg.overlay import OverlayConfig

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import pytest
 
-from streamseg.backends import load_backend
+from streamseg.runtime import load_backend
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
