@@ -16,20 +16,32 @@ from .decode import Frame
 
 
 def batch_frames(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
-    """Consecutive groups of `size` frames, in order; the last group may be shorter."""
+    """Consecutive groups holding `size` keyframes each, in order; the last group may hold fewer.
+
+    Frames whose labels are propagated (`keyframe` False) ride along in order
+    with the keyframes around them; one that arrives while no keyframe is
+    waiting goes out at once, so live sources gain no latency.
+    """
     if size < 1:
         raise ValueError(f"batch size must be >= 1, got {size}")
     batch: list[Frame] = []
+    keys = 0
     for frame in frames:
-        if batch and frame.tensor is not None and frame.tensor.shape != batch[0].tensor.shape:
+        if keys and frame.tensor is not None and frame.tensor.shape != _shape(batch):
             yield batch  # the source changed size mid-stream (--aspect keep follows it): one shape per batch
-            batch = []
+            batch, keys = [], 0
         batch.append(frame)
-        if len(batch) == size:
+        keys += frame.keyframe
+        if keys == size or keys == 0:
             yield batch
-            batch = []
+            batch, keys = [], 0
     if batch:
         yield batch
+
+
+def _shape(batch: list[Frame]) -> tuple[int, ...]:
+    """The input shape of the batch's keyframes (propagated frames carry no tensor)."""
+    return next(frame.tensor.shape for frame in batch if frame.keyframe)
 
 
 def stack(frames: list[Frame], pad_to: int | None = None) -> np.ndarray:

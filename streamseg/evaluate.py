@@ -17,6 +17,7 @@ from .backends.torch_backend import pick_device
 from .checkpoint import ModelInfo, atomic_write, load_checkpoint
 from .classes import CAMVID_CLASSES
 from .data import CamVid, DataError, EvalTransform
+from .tta import FlipScaleTTA
 from .metrics import ConfusionMatrix, is_main, json_safe, mean_across_ranks
 
 # Redraw often on a terminal, rarely in a log file (background runs).
@@ -32,6 +33,7 @@ class EvalConfig:
     label_format: str = "auto"          # index | color | auto
     device: str = "auto"                # auto = CUDA when available
     workers: int = 0
+    tta: bool = False                   # flips and scales (streamseg.tta): slower, usually more accurate
 
 
 @torch.inference_mode()
@@ -70,6 +72,8 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     macro means, pixel and mean accuracy, mIoU, fwIoU and the confusion matrix."""
     device = pick_device(cfg.device)
     model, info = load_checkpoint(cfg.checkpoint, device)
+    if cfg.tta:
+        model = FlipScaleTTA(model)
     dataset = open_split(cfg, info)
     # Batch 1: frames of a split may differ in size, and this is the full-resolution number.
     loader = DataLoader(dataset, batch_size=1, num_workers=cfg.workers, pin_memory=device.type == "cuda")
@@ -79,7 +83,7 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     return {"checkpoint": str(cfg.checkpoint), "model": info.name, "arch": info.arch,
             "data": str(Path(cfg.data)), "split": cfg.split, "label_format": dataset.format,
             "images": len(dataset), "pixels": int(confusion.matrix.sum()), "device": str(device),
-            "seconds": round(time.perf_counter() - start, 2), **metrics,
+            "tta": cfg.tta, "seconds": round(time.perf_counter() - start, 2), **metrics,
             "training": info.training}  # the run that made the checkpoint (epoch, val mIoU, config)
 
 

@@ -1,4 +1,4 @@
-"""The pipeline: source → decode → preprocess → batch/infer → postprocess → render → encode.
+"""The pipeline: source → decode → [motion] → preprocess → batch/infer → postprocess → [propagate] → render → encode.
 
 Each stage runs on its own thread and hands frames to the next through a
 small bounded queue, so decoding, inference and encoding overlap (FFmpeg,
@@ -6,7 +6,9 @@ OpenCV and PyTorch all release the GIL) while memory stays flat however long
 the video is. A single thread per stage keeps frames in order, and every
 decoded frame comes out exactly once. Live sources instead keep only the
 newest decoded frame (older ones are dropped and counted) and use queues of
-one, so latency cannot build up.
+one, so latency cannot build up. With a keyframe interval other than 1, the
+network runs on keyframes only and `propagate.py` warps their labels to the
+frames between (the bracketed stages; at 1 they are not on the path).
 
 Python API::
 
@@ -15,6 +17,7 @@ Python API::
 """
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -31,6 +34,7 @@ from .encode import VideoWriter
 from .overlay import OverlayConfig, Renderer
 from .postprocess import Postprocessor, save_mask
 from .preprocess import PreprocessConfig, Preprocessor
+from .propagate import KeyframeSelector, PropagateConfig, Propagator, plan_motion
 from .runtime import load_backend
 from .source import SourceError, VideoSource, open_source
 from .stats import RunStats, StageTimer
@@ -38,6 +42,7 @@ from .threads import apply_opencv_threads, plan_threads
 
 T = TypeVar("T")
 _END = object()
+log = logging.getLogger("streamseg")
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class PipelineConfig:
     batch: int = 1
     queue_size: int = 4             # frames between two stages: enough to absorb jitter, little memory
     save_masks: Path | None = None  # write (H, W) class-id PNGs (palettised) here
+    propagate: PropagateConfig = PropagateConfig()  # keyframe interval 1: the network on every frame
 
 
 class _Failure:
@@ -144,23 +150,33 @@ class Stages:
         self.pad_to = backend.min_batch if backend.min_batch > 1 else None
 
     def preprocess(self, frame: Frame) -> None:
-        frame.tensor = self.preprocessor(frame.image)
+        if frame.keyframe:   # the others' labels are propagated (propagate.py)
+            frame.tensor = self.preprocessor(frame.image)
 
     def infer(self, frames: Iterable[Frame]) -> Iterator[Frame]:
         for group in batch_frames(frames, self.batch):
+            keys = [frame for frame in group if frame.keyframe]
+            if not keys:
+                yield from group
+                continue
             if self.stats.batch_shape is None:
-                self.stats.batch_shape = (len(group), *group[0].tensor.shape)
-            with self.stats["inference"].time(len(group)):
-                labels = self.backend.predict(stack(group, self.pad_to))
-            for frame, frame_labels in zip(group, labels, strict=False):  # padding rows, if any, are dropped
+                self.stats.batch_shape = (len(keys), *keys[0].tensor.shape)
+            with self.stats["inference"].time(len(keys)):
+                labels = self.backend.predict(stack(keys, self.pad_to))
+            for frame, frame_labels in zip(keys, labels, strict=False):  # padding rows, if any, are dropped
                 frame.small_labels = frame_labels
                 frame.tensor = None  # the input is no longer needed: free it early
             yield from group
 
     def postprocess(self, frame: Frame) -> None:
+        if not frame.keyframe:
+            return
         size = frame.image.shape[:2]
         self.stats.shares.add(self.postprocessor.crop(frame.small_labels, size))
         frame.labels, frame.small_labels = self.postprocessor(frame.small_labels, size), None
+        self.save(frame)
+
+    def save(self, frame: Frame) -> None:
         if self.config.save_masks is not None:
             save_mask(self.config.save_masks, frame.index, frame.labels, self.backend.info.palette)
 
@@ -189,10 +205,20 @@ def segment_frames(source: VideoSource | str, backend: Backend | str, config: Pi
     size = 1 if live else config.queue_size
     stages = Stages(backend, config, stats, effective_batch(config.batch, backend, live), renderer)
     drop = stages.count_drop if live else None
-    frames = threaded(timed(source.frames(stop), stats["decode"]), halt, size, drop)      # decode
+    propagating = config.propagate.enabled
+    motion = _plan_motion(config.propagate, source) if propagating else None
+    decoded = source.frames(stop, motion_vectors=True) if motion == "mv" else source.frames(stop)
+    frames = threaded(timed(decoded, stats["decode"]), halt, size, drop)                 # decode
+    if propagating:                                                                       # motion, keyframes
+        stats.keyframes = stats.keyframes or 0
+        selector = KeyframeSelector(config.propagate, motion, stats.count_keyframe)
+        frames = threaded(each(frames, selector, stats["motion"]), halt, size)
     frames = threaded(each(frames, stages.preprocess, stats["preprocess"]), halt, size)   # preprocess
     frames = threaded(stages.infer(frames), halt, max(size, stages.batch))                # batching → backend
     frames = threaded(each(frames, stages.postprocess, stats["postprocess"]), halt, size)  # postprocess
+    if propagating:                                                                       # propagate
+        propagator = Propagator(config.propagate, live, stats["propagate"], stages.save)
+        frames = threaded(propagator(frames), halt, size)
     if renderer is not None:
         frames = threaded(each(frames, stages.render, stats["render"]), halt, size)       # overlay
     try:
@@ -202,6 +228,13 @@ def segment_frames(source: VideoSource | str, backend: Backend | str, config: Pi
         stats.corrupt = source.report.corrupt
         if owned:
             source.close()
+
+
+def _plan_motion(config: PropagateConfig, source: VideoSource) -> str:
+    motion, note = plan_motion(config, source.info)
+    if note is not None:
+        log.warning(note)
+    return motion
 
 
 def run(source: VideoSource, backend: Backend, writer: VideoWriter, config: PipelineConfig = PipelineConfig(),

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import av
 import cv2
 
-from .decode import DecodeReport, Frame, decode_frames
+from .decode import DecodeReport, Frame, decode_frames, export_motion_vectors
 from .threads import plan_threads
 
 # Network streams that play in real time: the runner keeps only the newest frame.
@@ -43,6 +43,7 @@ class VideoInfo:
     frames: int | None               # expected frame count (None: live or unknown)
     live: bool = False
     audio: bool = False              # has an audio stream worth copying
+    codec: str | None = None         # FFmpeg decoder name (None: cameras)
 
 
 class VideoSource(Protocol):
@@ -92,10 +93,14 @@ class FileSource:
             count = int(stream.duration * stream.time_base * rate)
         return VideoInfo(self.location, stream.codec_context.width, stream.codec_context.height,
                          Fraction(rate) if rate else None, None if live else count, live,
-                         bool(self.container.streams.audio))
+                         bool(self.container.streams.audio), stream.codec_context.name)
 
-    def frames(self, stop: Event | None = None) -> Iterator[Frame]:
-        return decode_frames(self.container, self.stream, stop=stop, report=self.report)
+    def frames(self, stop: Event | None = None, *, motion_vectors: bool = False) -> Iterator[Frame]:
+        """Decoded frames; with `motion_vectors`, each carries the decoder's block vectors."""
+        if motion_vectors:
+            export_motion_vectors(self.stream)
+        return decode_frames(self.container, self.stream, stop=stop, report=self.report,
+                             motion_vectors=motion_vectors)
 
     def close(self) -> None:
         self.container.close()

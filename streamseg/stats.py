@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-
 STAGES = ("decode", "preprocess", "inference", "postprocess", "render", "encode")
+PROPAGATION_STAGES = ("motion", "propagate")   # timed and reported only with --keyframe-interval other than 1
 RESERVOIR = 4096
 WARMUP_CALLS = 2
 
@@ -97,7 +97,7 @@ class RunStats:
     """Everything the end-of-run summary and `--stats-json` report."""
 
     def __init__(self, classes: tuple[str, ...] = (), warmup: int = WARMUP_CALLS) -> None:
-        self.timers = {name: StageTimer(name, warmup) for name in (*STAGES, "latency")}
+        self.timers = {name: StageTimer(name, warmup) for name in (*STAGES, *PROPAGATION_STAGES, "latency")}
         self.timers["inference"].warmup = 1  # counted in batches: the first one pays for allocation
         self.shares = ClassShares(classes)
         self.frames = 0
@@ -109,6 +109,10 @@ class RunStats:
         self.warmup_frames = warmup
         self.batch_shape: tuple[int, ...] | None = None
         self.live = False  # a camera or stream: per-frame latency is lag worth showing
+        self.keyframes: int | None = None   # frames the network ran on, when labels are propagated
+
+    def count_keyframe(self) -> None:
+        self.keyframes = (self.keyframes or 0) + 1
 
     def __getitem__(self, stage: str) -> StageTimer:
         return self.timers[stage]
@@ -125,15 +129,20 @@ class RunStats:
         wall = (self.finished or time.perf_counter()) - self.started
         steady = self.frames - self.warmup_frames
         steady_time = (self.finished - self.steady_start) if self.steady_start and self.finished else 0.0
-        return {
+        shown = (*STAGES, *PROPAGATION_STAGES, "latency") if self.keyframes is not None else (*STAGES, "latency")
+        summary = {
             "frames": self.frames, "wall_s": wall, "dropped": self.dropped, "corrupt": self.corrupt,
             "fps_end_to_end": self.frames / wall if wall > 0 else 0.0,
             "fps_steady": steady / steady_time if steady > 0 and steady_time > 0 else 0.0,
             "fps_network": self.timers["inference"].rate(),
             "batch_shape": list(self.batch_shape) if self.batch_shape else None,
-            "stages": {name: timer.summary() for name, timer in self.timers.items()},
+            "stages": {name: self.timers[name].summary() for name in shown},
             "class_shares": self.shares.shares(),
         }
+        if self.keyframes is not None:
+            summary["keyframes"] = self.keyframes
+            summary["frames_per_keyframe"] = self.frames / self.keyframes if self.keyframes else 0.0
+        return summary
 
     def live_text(self) -> str | None:
         """The line drawn on frames while running; None until a frame is done (nothing measured yet).
@@ -155,15 +164,19 @@ class RunStats:
 def format_summary(summary: dict[str, Any]) -> list[str]:
     """Human-readable lines in the shape people know from other tools."""
     stages = summary["stages"]
-    speed = ", ".join(f"{stages[name]['mean_ms']:.1f}ms {name}" for name in STAGES)
+    timed = [name for name in (*STAGES, *PROPAGATION_STAGES) if name in stages]
+    speed = ", ".join(f"{stages[name]['mean_ms']:.1f}ms {name}" for name in timed)
     shape = f" at shape {tuple(summary['batch_shape'])}" if summary["batch_shape"] else ""
     lines = [
         f"{summary['frames']} frames in {summary['wall_s']:.1f} s: {summary['fps_end_to_end']:.1f} fps end-to-end "
         f"({summary['fps_steady']:.1f} after warm-up), {summary['fps_network']:.1f} fps network-only",
         f"Speed: {speed} per frame{shape}",
         "p50/p95 ms: " + ", ".join(f"{name} {stages[name]['p50_ms']:.1f}/{stages[name]['p95_ms']:.1f}"
-                                   for name in (*STAGES, "latency")),
+                                   for name in (*timed, "latency")),
     ]
+    if "keyframes" in summary:
+        lines.append(f"keyframes: {summary['keyframes']} of {summary['frames']} frames "
+                     f"({summary['frames_per_keyframe']:.1f} frames per keyframe; the rest propagated)")
     if summary["dropped"] or summary["corrupt"]:
         lines.append(f"dropped {summary['dropped']} stale live frames, skipped {summary['corrupt']} corrupt packets")
     if summary["class_shares"]:

@@ -177,3 +177,23 @@ def test_train_command_without_the_repository_is_one_line(tmp_path: Path, monkey
     monkeypatch.setattr(train_cmd, "REPOSITORY", tmp_path)  # as installed from a wheel: no train/ beside it
     result = invoke("train", "--epochs", "1")
     assert result.exit_code == 1 and "python -m train" in result.output and len(result.output.splitlines()) == 1
+
+
+def test_tta_averages_flipped_and_scaled_views(data: Path, checkpoint: Path, tmp_path: Path) -> None:
+    from streamseg.tta import FlipScaleTTA
+    model, _ = load_checkpoint(checkpoint)
+    x = torch.randn(1, 3, 48, 64)
+    with torch.no_grad():
+        single = FlipScaleTTA(model, scales=(1.0,), flip=False)(x)
+        torch.testing.assert_close(single, model(x).softmax(1))  # one view = the plain model
+        flipped = FlipScaleTTA(model, scales=(1.0,), flip=True)(x)
+        torch.testing.assert_close(flipped, (model(x).softmax(1) + model(x.flip(-1)).flip(-1).softmax(1)) / 2)
+        full = FlipScaleTTA(model)(x)
+    assert full.shape == (1, 11, 48, 64) and torch.allclose(full.sum(1), torch.ones(1, 48, 64))
+    plain = invoke("eval", "--model", checkpoint, "--data", data, "--json", tmp_path / "plain.json")
+    tta = invoke("eval", "--model", checkpoint, "--data", data, "--tta", "--json", tmp_path / "tta.json")
+    assert plain.exit_code == 0 and tta.exit_code == 0, tta.output
+    assert "with TTA" in tta.output and "with TTA" not in plain.output
+    reports = [json.loads((tmp_path / f"{name}.json").read_text()) for name in ("plain", "tta")]
+    assert [r["tta"] for r in reports] == [False, True]
+    assert reports[0]["pixels"] == reports[1]["pixels"]

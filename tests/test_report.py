@@ -57,3 +57,17 @@ def test_config_fields_declare_help_choices_and_ranges_once() -> None:
                  ["--optimizer", "lion"]):
         result = CliRunner().invoke(cli, args)
         assert result.exit_code == 2 and "Invalid value" in result.output, args
+
+
+def test_report_ships_only_the_runs_named() -> None:
+    from pathlib import Path
+
+    import click
+    import pytest
+
+    from train.report import parse_runs
+    assert parse_runs("runs", ()) == {n: Path("runs") / n for n in ("fcn", "unet", "deeplab")}
+    assert parse_runs("runs", ("fcn=runs/fcn-long",)) == {"fcn": Path("runs/fcn-long"), "unet": None,
+                                                          "deeplab": None}
+    with pytest.raises(click.BadParameter, match="NAME=DIR"):
+        parse_runs("runs", ("segformer=runs/x",))

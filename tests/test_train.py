@@ -270,3 +270,42 @@ def test_second_writer_to_a_run_dir_is_refused(data: Path, tmp_path: Path) -> No
     assert not (out / "history.csv").exists()
     held.close()
     assert run_train("--model", "unet", "--data", data, "--out", out, *TINY).exit_code == 0  # free again
+
+
+def test_ema_checkpoints_hold_the_average_and_resume_keeps_it(data: Path, tmp_path: Path) -> None:
+    common = ["--model", "unet", "--data", data, *TINY, "--ema", "0.5", "--lr", "0.01", "--warmup-epochs", "1"]
+    run_train(*common, "--out", tmp_path / "straight", "--epochs", "2")
+    run_train(*common, "--out", tmp_path / "split", "--epochs", "1")
+    assert run_train("--resume", tmp_path / "split", "--epochs", "2").exit_code == 0
+    payload = load_resume(str(tmp_path / "straight"))
+    assert "ema" in payload
+    saved = load_file(tmp_path / "straight" / "last.safetensors")
+    averaged = {k.removeprefix("module."): v for k, v in payload["ema"].items() if k.startswith("module.")}
+    raw = payload["model"]
+    differs = [k for k in saved if saved[k].is_floating_point() and not torch.equal(saved[k], raw[k])]
+    assert differs, "the checkpoint holds the raw weights, not their average"
+    for key in saved:
+        torch.testing.assert_close(saved[key], averaged[key].to(saved[key].dtype))
+    split = load_file(tmp_path / "split" / "last.safetensors")  # the average survives a resume exactly
+    for key in saved:
+        torch.testing.assert_close(split[key], saved[key], rtol=0, atol=1e-6)
+
+
+def test_split_specs_select_sequences_and_join_splits(tmp_path: Path) -> None:
+    from streamseg.data import DataError, find_pairs
+    root = make_camvid(tmp_path / "camvid", {"train": 4, "val": 2})
+    for i, prefix in enumerate(["0001TP", "0001TP", "0006R0", "0016E5"]):  # sequence prefixes, as CamVid names
+        for folder in ("train", "trainannot"):
+            (root / folder / f"f{i:03d}.png").rename(root / folder / f"{prefix}_f{i:03d}.png")
+    names = lambda spec: [image.name for image, _ in find_pairs(root, spec)]  # noqa: E731
+    assert names("train:0006R0") == ["0006R0_f002.png"]
+    assert names("train:0001TP,0016E5") == ["0001TP_f000.png", "0001TP_f001.png", "0016E5_f003.png"]
+    assert len(names("train+val")) == 6 and names("train:0016E5+val")[0] == "0016E5_f003.png"
+    with pytest.raises(DataError, match="no frame .* starts with Seq05VD"):
+        find_pairs(root, "train:Seq05VD")
+    out = tmp_path / "run"
+    result = run_train("--model", "unet", "--data", root, "--out", out, *TINY, "-b", "1",
+                       "--train-split", "train:0001TP,0016E5", "--val-split", "train:0006R0")
+    assert result.exit_code == 0, result.output
+    assert sum(map(sum, json.loads((out / "metrics.json").read_text())["confusion_matrix"])) == \
+        int((cv2.imread(str(root / "trainannot" / "0006R0_f002.png"), cv2.IMREAD_GRAYSCALE) != 11).sum())

@@ -137,36 +137,66 @@ def splice_readme(readme: Path, body: str) -> None:
     readme.write_text(f"{head}{START}\n{body}\n{END}{tail}")
 
 
+def shipped_row(name: str, out_dir: Path, data: str) -> tuple[Path, dict, object]:
+    """A preset that is not re-shipped: its packaged weights and the metrics measured when it shipped."""
+    path = WEIGHTS_DIR / f"{name}.safetensors"
+    saved = out_dir / name / "metrics_shipped.json"
+    metrics = json.loads(saved.read_text()) if saved.exists() else evaluate_checkpoint(path, data)
+    return path, metrics, read_info(path)
+
+
+def shipped_run(name: str, run: Path, out_dir: Path, data: str, do_ship: bool) -> tuple[Path, dict, object]:
+    """Ship `run`'s best checkpoint, copy its artefacts and measure the shipped file."""
+    if not (run / "best.safetensors").exists():
+        raise click.ClickException(f"no trained run for {name} in {run}")
+    path = ship(name, run) if do_ship else run / "best.safetensors"
+    info = read_info(run / "best.safetensors")
+    metrics = evaluate_checkpoint(path, data)
+    (out_dir / name).mkdir(parents=True, exist_ok=True)
+    copy_artefacts(name, run, out_dir, info.training["config"])
+    (out_dir / name / "metrics_shipped.json").write_text(json.dumps(metrics, indent=1))
+    return path, metrics, info
+
+
+def parse_runs(runs: str, given: tuple[str, ...]) -> dict[str, Path | None]:
+    """NAME=DIR pairs; without any, every preset from RUNS/NAME."""
+    if not given:
+        return {name: Path(runs) / name for name in PRESET_NAMES}
+    chosen: dict[str, Path | None] = dict.fromkeys(PRESET_NAMES)
+    for item in given:
+        name, _, folder = item.partition("=")
+        if name not in PRESET_NAMES or not folder:
+            raise click.BadParameter(f"{item!r}: expected NAME=DIR with NAME one of {', '.join(PRESET_NAMES)}")
+        chosen[name] = Path(folder)
+    return chosen
+
+
 @click.command()
 @click.option("--runs", default="runs", type=click.Path(file_okay=False), show_default=True)
+@click.option("--run", "given", multiple=True, metavar="NAME=DIR",
+              help="Ship only these runs (e.g. fcn=runs/fcn-long); the other presets keep their shipped weights "
+                   "and the metrics measured when they shipped.")
 @click.option("--data", default="../shared/data/camvid", type=click.Path(file_okay=False), show_default=True)
 @click.option("--out", default="docs/results", type=click.Path(file_okay=False), show_default=True)
 @click.option("--readme", default="README.md", type=click.Path(dir_okay=False), show_default=True)
 @click.option("--ship/--no-ship", "do_ship", default=True, help="Copy best checkpoints (FP16) into the package.")
-def main(runs: str, data: str, out: str, readme: str, do_ship: bool) -> None:
-    """Ship the three presets and regenerate the README Results section."""
+def main(runs: str, given: tuple[str, ...], data: str, out: str, readme: str, do_ship: bool) -> None:
+    """Ship the presets and regenerate the README Results section."""
     out_dir = Path(out)
     rows, shipped = [], {}
-    for name in PRESET_NAMES:
-        run = Path(runs) / name
-        if not (run / "best.safetensors").exists():
-            raise click.ClickException(f"no trained run for {name} in {run}")
-        path = ship(name, run) if do_ship else run / "best.safetensors"
+    for name, run in parse_runs(runs, given).items():
+        path, metrics, info = (shipped_row(name, out_dir, data) if run is None
+                               else shipped_run(name, run, out_dir, data, do_ship))
         shipped[name] = path
-        info = read_info(run / "best.safetensors")
-        metrics = evaluate_checkpoint(path, data)
-        (out_dir / name).mkdir(parents=True, exist_ok=True)
-        copy_artefacts(name, run, out_dir, info.training["config"])
-        (out_dir / name / "metrics_shipped.json").write_text(json.dumps(metrics, indent=1))
+        config = info.training["config"]
+        epochs = f"{info.training['epoch']}/{config['epochs']}" + (" (warm start)" if config.get("init") else "")
         rows.append({"name": name, "arch": info.arch, "metrics": metrics, **describe(name),
-                     "fps": onnx_fps(path),
-                     "epochs": f"{info.training['epoch']}/{info.training['config']['epochs']}",
+                     "fps": onnx_fps(path), "epochs": epochs,
                      "train_minutes": info.training["train_seconds"] / 60})
         click.echo(f"{name}: pixel acc {metrics['pixel_accuracy']:.4f} mIoU {metrics['mIoU']:.4f} "
                    f"fps {rows[-1]['fps']:.1f}")
     comparison_picture(shipped, data, out_dir)
     splice_readme(Path(readme), results_markdown(rows, list(rows[0]["metrics"]["classes"])))
-
 
 if __name__ == "__main__":
     main()

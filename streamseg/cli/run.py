@@ -20,6 +20,7 @@ from ..jobs import ModelConfig, open_backend, report, run_many, view_hooks
 from ..overlay import VIEWS, OverlayConfig
 from ..pipeline import PipelineConfig
 from ..preprocess import ASPECTS, PreprocessConfig
+from ..propagate import AUTO, MAX_INTERVAL, MOTIONS, PropagateConfig
 from ..runtime import BACKENDS
 from ..source import open_source
 from ..threads import plan_threads
@@ -69,11 +70,28 @@ def view_options(command: Callable) -> Callable:
     return command
 
 
-def build_configs(options: dict, batch: int = 1, save_masks: Path | None = None) -> tuple[PipelineConfig, EncodeConfig]:
+class KeyframeInterval(click.ParamType):
+    """An integer 1-MAX_INTERVAL, or `auto`."""
+    name = "N|auto"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if value == AUTO or isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if text == AUTO:
+            return AUTO
+        if text.isdigit() and 1 <= int(text) <= MAX_INTERVAL:
+            return int(text)
+        self.fail(f"{value!r} is not a whole number from 1 to {MAX_INTERVAL}, or auto", param, ctx)
+
+
+def build_configs(options: dict, batch: int = 1, save_masks: Path | None = None,
+                  propagate: PropagateConfig = PropagateConfig()) -> tuple[PipelineConfig, EncodeConfig]:
     classes = tuple(c.strip() for c in options["classes"].split(",") if c.strip()) if options["classes"] else None
     colors = tuple((c.name, c.rgb) for c in load_label_colors(options["palette"])) if options["palette"] else ()
     overlay = OverlayConfig(options["view"], options["alpha"], options["legend"], classes, options["info_line"], colors)
-    pipeline = PipelineConfig(PreprocessConfig(options["aspect"]), overlay, batch, save_masks=save_masks)
+    pipeline = PipelineConfig(PreprocessConfig(options["aspect"]), overlay, batch, save_masks=save_masks,
+                              propagate=propagate)
     encode = EncodeConfig(options["codec"], options["crf"], options["preset"], audio=options.get("audio", True),
                           threads=plan_threads().encode)
     return pipeline, encode
@@ -117,6 +135,12 @@ def exit_code(received: list[int]) -> int:
 @model_options
 @click.option("--batch", "-b", type=click.IntRange(1), default=1, show_default=True,
               help="Frames per inference call (files only; live sources use 1).")
+@click.option("--keyframe-interval", "-k", type=KeyframeInterval(), default="1", show_default=True,
+              help="Run the network every N frames and warp its labels by motion to the frames between; "
+                   "auto: re-run it when the warped labels stop being trustworthy. 1: every frame.")
+@click.option("--motion", type=click.Choice(MOTIONS), default="auto", show_default=True,
+              help="Motion for --keyframe-interval: the decoder's motion vectors (mv, H.264 files and streams) "
+                   "or optical flow (flow, any source); auto: mv where the decoder has them.")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
               help="Output video (default: NAME_seg.mp4 next to the input), or a folder for several inputs.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
@@ -129,18 +153,35 @@ def exit_code(received: list[int]) -> int:
               help="Write the timing summary as JSON.")
 @click.option("--progress/--no-progress", default=True, show_default=True)
 @serve_options
+@click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None, metavar="[ADDRESS]",
+              help="Spread the clips over a Ray cluster: bare --ray starts a local one, 'auto' joins the one "
+                   "`ray start` made, or HOST:PORT. Needs --output-dir.")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="With --ray: folder every worker can reach, for the outputs and manifest.jsonl.")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="With --ray: number of workers (default: one per GPU, else one per CPU of the cluster).")
 @click.pass_context
 def run_command(ctx: click.Context, source: str, model: str, backend: str, device: str, batch: int,
-                output: Path | None, overwrite: bool, save_masks: Path | None, stats_json: Path | None,
-                progress: bool, serve: bool, host: str, port: int, **view: object) -> None:
+                keyframe_interval: int | str, motion: str, output: Path | None, overwrite: bool,
+                save_masks: Path | None, stats_json: Path | None, progress: bool, serve: bool, host: str, port: int,
+                ray_address: str | None, output_dir: Path | None, workers: int | None, **view: object) -> None:
     """Segment a video file, URL, glob ('clips/*.mp4') or camera index (0) into an annotated video."""
+    if ray_address is not None or output_dir is not None or workers is not None:
+        from .fleet_cmd import run_on_ray  # Ray is an optional extra
+
+        if ray_address is None:
+            raise click.UsageError("--output-dir and --workers are for --ray runs; use --output FOLDER without it")
+        ctx.exit(run_on_ray(source, ray_address, output_dir, workers, dict(
+            view, model=model, backend=backend, device=device, batch=batch, output=output, overwrite=overwrite,
+            save_masks=save_masks, stats_json=stats_json, progress=progress, serve=serve,
+            propagate=PropagateConfig(keyframe_interval, motion))))
     setup_logging()
     # Signals are caught from the start: Ctrl-C while connecting or loading the model is an
     # interruption (128 + signal, nothing written), not an error or a traceback.
     with stop_on_signals() as (stop, received):
         try:
             with one_line_errors(interrupted=lambda: bool(received)):
-                pipeline, encode = build_configs(view, batch)
+                pipeline, encode = build_configs(view, batch, propagate=PropagateConfig(keyframe_interval, motion))
                 run_many(source, ModelConfig(model, backend, device), output=output, overwrite=overwrite,
                          pipeline=pipeline, encode=encode, save_masks=save_masks, stats_json=stats_json, stop=stop,
                          progress=progress, log=echo,
