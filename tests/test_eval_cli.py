@@ -119,6 +119,7 @@ def test_eval_preset_name_uses_shipped_weights(data: Path, checkpoint: Path, tmp
 @pytest.mark.parametrize("args, message", [
     (["--model", "{tmp}/missing.safetensors"], "model file not found"),
     (["--model", "nonsense"], "unknown model 'nonsense'"),
+    (["--model", "Deeplb"], "unknown model 'Deeplb'; did you mean 'deeplab'?"),
     (["--model", "{ckpt}", "--split", "train"], "no split 'train'"),
     (["--model", "{ckpt}", "--data", "{tmp}/nowhere"], "data directory not found"),
     (["--model", "{ckpt}", "--device", "cuda:7"], "CUDA is not available"),

@@ -147,6 +147,8 @@ def test_cli_unknown_model_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["export", "--model", "nosuchnet", "--out", str(tmp_path)])
     assert result.exit_code != 0 and result.output.count("\n") == 1 and "unknown model" in result.output
     assert not list(tmp_path.iterdir())
+    typo = CliRunner().invoke(main, ["export", "--model", "deeplb", "--out", str(tmp_path)])
+    assert typo.exit_code == 1 and "did you mean 'deeplab'?" in typo.output and typo.output.count("\n") == 1
 
 
 @pytest.mark.gpu
