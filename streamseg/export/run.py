@@ -19,6 +19,7 @@ from ..backends.base import BackendError
 from ..backends.onnx_backend import OnnxMeta, read_onnx_meta
 from ..backends.tensorrt_backend import TensorRTBackend, current_env, engine_file_name, sidecar_path, tensorrt_missing
 from ..checkpoint import ModelInfo, file_sha256, load_checkpoint, model_name, resolve_checkpoint
+from ..data import find_pairs
 from ..preprocess import keep_size
 from .engine import build_engine
 from .frames import FrameSourceError, load_frames, to_batch
@@ -137,6 +138,8 @@ def export_model(config: ExportConfig, log: Log = stderr_log) -> ExportResult:
     checkpoint = resolve_checkpoint(config.model)
     name = config.name or model_name(config.model)
     check_overwrite(planned_files(config, name), config.overwrite)
+    if config.data:  # a missing CamVid fails now, not after the ONNX and INT8 steps
+        find_pairs(Path(config.data), "val")
     model, info = load_checkpoint(checkpoint)
     frames = load_frames(config.calib, max(config.calib_frames, CHECK_FRAMES))
     # The shape `run --aspect keep` feeds the model for this footage: the checks and
