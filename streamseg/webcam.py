@@ -41,8 +41,9 @@ def gui_backend() -> str:
 def check_display() -> None:
     """Fail early, with a clear message, where no window can be opened."""
     if gui_backend() == "NONE":
-        raise DisplayError("this OpenCV build cannot open a window (opencv-python-headless); "
-                           "use --serve to watch in a browser, or --no-show --output FILE to record")
+        raise DisplayError("this OpenCV build cannot open a window (opencv-python-headless, the default install); "
+                           "use --serve to watch in a browser, --no-show --output FILE to record, or install the "
+                           "GUI build (README: A local window)")
     if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         # Checked here because Qt aborts the whole process when it cannot reach a display.
         raise DisplayError("no display (DISPLAY is not set); use --serve to watch in a browser, "

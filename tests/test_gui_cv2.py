@@ -1,8 +1,10 @@
-"""The installed OpenCV must be a GUI build: the webcam demo opens a window.
+"""`streamseg webcam`'s local window, on a real (virtual) display.
 
-albumentations pulls in opencv-python-headless, which shadows the GUI build;
-README and .ci/run swap it back. With Xvfb installed, a window is really
-created and destroyed on a virtual display; without it that part skips.
+The default install has OpenCV's headless build (what albumentations also
+depends on), which cannot open a window: then these tests skip and say how to
+install the GUI build (README, "A local window"); the browser view (`--serve`)
+is what headless machines use. With the GUI build and Xvfb installed, a window
+is really created and destroyed on a virtual display.
 """
 from __future__ import annotations
 
@@ -15,13 +17,24 @@ import time
 import cv2
 import pytest
 
-from streamseg.webcam import gui_backend
+from streamseg import webcam
+
+GUI_INSTALL = "pip uninstall -y opencv-python-headless && pip install --force-reinstall --no-deps opencv-python"
 
 
-def test_opencv_is_a_gui_build():
-    backend = gui_backend()
-    assert backend != "NONE", ("opencv-python-headless is installed: run `pip uninstall -y opencv-python-headless "
-                               "&& pip install --force-reinstall --no-deps opencv-python`")
+def require_gui_build() -> None:
+    """Skip, saying why and what to do, where the installed OpenCV cannot open a window."""
+    if webcam.gui_backend() == "NONE":
+        pytest.skip(f"OpenCV here is the headless build ({cv2.__version__}, no GUI backend): no local window to "
+                    f"test; for one, install the GUI build: {GUI_INSTALL}")
+
+
+def test_a_headless_build_skips_with_the_reason_and_the_fix(monkeypatch):
+    monkeypatch.setattr(webcam, "gui_backend", lambda: "NONE")
+    with pytest.raises(pytest.skip.Exception, match="headless build .* install the GUI build: pip uninstall"):
+        require_gui_build()
+    monkeypatch.setattr(webcam, "gui_backend", lambda: "GTK3")
+    require_gui_build()  # a GUI build: the window test runs
 
 
 @pytest.fixture()
@@ -49,9 +62,12 @@ def virtual_display(monkeypatch):
     server.wait(timeout=10)
 
 
-def test_a_window_opens_and_closes(virtual_display):
-    if gui_backend() == "NONE":
-        pytest.skip("headless OpenCV build (see test_opencv_is_a_gui_build)")
+@pytest.fixture()
+def gui_build() -> None:
+    require_gui_build()
+
+
+def test_a_window_opens_and_closes(gui_build, virtual_display):  # the build first: its skip reason is the one to see
     # A child process: a GUI toolkit that cannot start may abort, and must not take pytest with it.
     code = ("import cv2, numpy as np\n"
             "cv2.namedWindow('t', cv2.WINDOW_NORMAL)\n"

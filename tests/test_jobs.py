@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from conftest import write_clip
 
+from streamseg.checkpoint import CheckpointError
 from streamseg.encode import EncodeError
 from streamseg.jobs import ModelConfig, plan_outputs, run_many
 from streamseg.pipeline import PipelineConfig
@@ -31,7 +32,9 @@ def test_run_many_writes_one_output_per_file_masks_and_stats(tiny_model, tmp_pat
 
 def test_run_many_refuses_inputs_and_existing_outputs_before_loading_the_model(tmp_path: Path) -> None:
     clip = write_clip(tmp_path / "drive.mp4", frames=2)
-    never = ModelConfig(str(tmp_path / "missing.safetensors"))  # loading it would fail: it is never reached
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"not a checkpoint")
+    never = ModelConfig(str(junk))  # loading it would fail: it is never reached
     with pytest.raises(EncodeError, match="also an input"):
         run_many(str(clip), never, output=clip, overwrite=True)
     (tmp_path / "drive_seg.mp4").write_bytes(b"old result")
@@ -48,3 +51,19 @@ def test_plan_outputs_beside_inputs_or_in_one_folder(tmp_path: Path) -> None:
                                                                     tmp_path / "live_seg.mp4"]
     with pytest.raises(EncodeError, match="existing folder"):
         plan_outputs(["a.mp4", "b.mp4"], tmp_path / "no-such-folder")
+
+
+def test_a_mistyped_model_is_the_error_even_when_the_output_exists(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "drive.mp4", frames=2)
+    (tmp_path / "drive_seg.mp4").write_bytes(b"old result")
+    with pytest.raises(CheckpointError, match="unknown model 'deeplb'; did you mean 'deeplab'"):
+        run_many(str(clip), ModelConfig("deeplb"))
+    assert (tmp_path / "drive_seg.mp4").read_bytes() == b"old result"
+
+
+def test_preset_names_run_in_any_case(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "drive.mp4", frames=2)
+    lines: list[str] = []
+    summary = run_many(str(clip), ModelConfig("UNet", "torch", "cpu"), progress=False, log=lines.append)
+    assert summary[str(clip)]["frames"] == 2 and (tmp_path / "drive_seg.mp4").is_file()
+    assert lines[0].startswith("backend: torch on cpu")

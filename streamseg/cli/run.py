@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from ..checkpoint import check_model
 from ..classes import load_label_colors
 from ..encode import EncodeConfig, VideoWriter, check_codec, check_writable
 from ..jobs import ModelConfig, open_backend, report, run_many, view_hooks
@@ -36,7 +37,7 @@ X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium"
 def model_options(command: Callable) -> Callable:
     options = [
         click.option("--model", "-m", default="deeplab", show_default=True,
-                     help="Preset name (fcn, unet, deeplab) or a .safetensors/.onnx/.engine file."),
+                     help="Preset name (fcn, unet, deeplab; any case) or a .safetensors/.onnx/.engine file."),
         click.option("--backend", type=click.Choice(BACKENDS), default="auto", show_default=True,
                      help="Inference backend; auto picks the fastest one available for the model."),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
@@ -211,6 +212,7 @@ def webcam_command(ctx: click.Context, camera: int, model: str, backend: str, de
     with one_line_errors():
         if not show and not serve and output is None:
             raise click.UsageError("nothing to do: pass --show, --serve and/or --output")
+        model = check_model(model)  # a typo is the error, not a missing display or an existing recording
         pipeline, encode = build_configs(view)
         if show:
             check_display()

@@ -17,8 +17,9 @@ from torch import nn
 
 from ..backends.base import labels_of
 from ..backends.onnx_backend import OnnxMeta, cached_onnx, read_onnx_meta
-from ..backends.tensorrt_backend import TensorRTBackend, tensorrt_missing
+from ..backends.tensorrt_backend import TensorRTBackend, current_env, engine_file_name, sidecar_path, tensorrt_missing
 from ..checkpoint import ModelInfo, file_sha256, load_checkpoint, model_name, resolve_checkpoint
+from ..data import find_pairs
 from ..preprocess import keep_size
 from .engine import build_engine
 from .errors import ExportError
@@ -50,6 +51,7 @@ class ExportConfig:
     calib_frames: int = 32                   # MinMax ranges settle within a few dozen frames
     data: str | None = None                  # CamVid folder: report INT8 val mIoU vs FP32
     workspace_gib: float = 4.0
+    overwrite: bool = False                  # replace files a previous export wrote
 
 
 @dataclass
@@ -115,11 +117,31 @@ def engine_step(config: ExportConfig, checkpoint: Path, model: nn.Module, onnx_p
     return engine
 
 
+def planned_files(config: ExportConfig, name: str) -> list[Path]:
+    """What the export will write (TensorRT's timing cache aside: the tool's own, refreshed freely)."""
+    out = Path(config.out_dir)
+    files = [out / f"{name}.onnx"] + ([out / f"{name}.int8.onnx"] if config.int8 else [])
+    if config.fp16 and not tensorrt_missing():  # without TensorRT no engine is written, and the step says why
+        engine = out / engine_file_name(name, "fp16", config.batch, current_env())
+        files += [engine, sidecar_path(engine)]
+    return files
+
+
+def check_overwrite(files: list[Path], overwrite: bool) -> None:
+    """The same rule as `streamseg run`: an existing file is only replaced with --overwrite."""
+    existing = [path for path in files if path.exists()]
+    if existing and not overwrite:
+        raise ExportError(f"{existing[0]} already exists; pass --overwrite to replace it")
+
+
 def export_model(config: ExportConfig, log: Log = stderr_log) -> ExportResult:
     """Run every requested export step; raises `ExportError`/`CheckpointError`/`BackendError`."""
     checkpoint = resolve_checkpoint(config.model)
-    model, info = load_checkpoint(checkpoint)
     name = config.name or model_name(config.model)
+    check_overwrite(planned_files(config, name), config.overwrite)
+    if config.data:  # a missing CamVid fails now, not after the ONNX and INT8 steps
+        find_pairs(Path(config.data), "val")
+    model, info = load_checkpoint(checkpoint)
     frames = load_frames(config.calib, max(config.calib_frames, CHECK_FRAMES))
     # The shape `run --aspect keep` feeds the model for this footage: the checks and
     # calibration run at it, and a TensorRT engine's profile is built for it.

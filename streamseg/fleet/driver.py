@@ -20,6 +20,7 @@ import ray
 from tqdm import tqdm
 
 from .. import __version__
+from ..checkpoint import check_model
 from ..encode import EncodeError
 from .manifest import Clip, Manifest, Row, is_complete, plan_clips, sweep_partials
 from .worker import Progress, RemoteClipWorker, WorkerConfig, one_line, worker_options
@@ -215,9 +216,10 @@ def run_fleet(sources: str | list[str], output_dir: str | Path, config: FleetCon
     `stop` (e.g. set by Ctrl-C) ends the run keeping every finished clip.
     """
     output_dir = Path(output_dir)
+    name = check_model(config.worker.model.model)  # a typo is found here, not by every worker for every clip
     clips = plan_clips(sources, output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    model = replace(config.worker.model, model=_absolute(config.worker.model.model))
+    model = replace(config.worker.model, model=_absolute(name))
     worker = replace(config.worker, model=model, engines_dir=str(Path(config.worker.engines_dir).resolve()))
     config, settings = replace(config, worker=worker), fingerprint(worker)
     manifest = Manifest(output_dir)

@@ -5,6 +5,7 @@ the input size, for any H and W.
 """
 from __future__ import annotations
 
+import difflib
 import inspect
 from collections.abc import Callable
 from typing import Any
@@ -43,14 +44,22 @@ def list_models() -> list[str]:
     return list(PRESETS) + [name for name in MODELS if name not in PRESETS]
 
 
+def did_you_mean(name: str, choices: list[str]) -> str:
+    """`"did you mean 'deeplab'? "` for the closest of `choices` to a mistyped name, or ""."""
+    close = difflib.get_close_matches(name.lower(), choices, n=1, cutoff=0.6)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
 def resolve(name: str, **options: Any) -> tuple[str, dict[str, Any]]:
-    """A preset or architecture name → (architecture, options with preset defaults)."""
-    if name in PRESETS:
-        arch, defaults = PRESETS[name]
+    """A preset or architecture name, in any case → (architecture, options with preset defaults)."""
+    key = name.lower()  # `DeepLab`, `FCN8s`: names are identifiers, not file names
+    if key in PRESETS:
+        arch, defaults = PRESETS[key]
         return arch, {**defaults, **options}
-    if name in MODELS:
-        return name, dict(options)
-    raise ValueError(f"unknown model {name!r}; choose from {', '.join(list_models())}")
+    if key in MODELS:
+        return key, dict(options)
+    raise ValueError(f"unknown model {name!r}; {did_you_mean(name, list_models())}"
+                     f"choose from {', '.join(list_models())}")
 
 
 def default_options(arch: str) -> dict[str, Any]:
@@ -73,4 +82,4 @@ def build_model(name: str, num_classes: int = 11, **options: Any) -> nn.Module:
 
 
 __all__ = ["BACKBONES", "FAMILIES", "MODELS", "PRESETS", "PretrainedWeightsError",
-           "build_model", "default_options", "list_models", "resolve"]
+           "build_model", "default_options", "did_you_mean", "list_models", "resolve"]
