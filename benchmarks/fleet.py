@@ -112,7 +112,7 @@ def main() -> None:
     print(f"{args.clips} copies of {args.clip.name}, model {args.model}, backend {args.backend}, "
           f"{args.workers} workers; load average {os.getloadavg()[0]:.1f}")
     (folder / "seq").mkdir()
-    # One untimed run first: the ONNX export cache (engines/) is filled and files are in the page cache.
+    # One untimed run first: the ONNX export cache (~/.cache/streamseg) is filled and files are in the page cache.
     cli(["run", str(clips / "clip000.mp4"), "-o", str(folder / "warm.mp4"), *common], folder)
     sequential = cli(["run", str(clips / "*.mp4"), "-o", str(folder / "seq"), *common], folder)
     cold = cli(["run", str(clips / "*.mp4"), "--output-dir", str(folder / "ray"), "--ray", "--workers",

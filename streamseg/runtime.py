@@ -3,8 +3,10 @@
 `auto` prefers, in order: a usable TensorRT engine → torch on CUDA → the
 fastest CPU runtime for the exported ONNX (ONNX Runtime / OpenVINO, each
 precision the CPU has, timed once on this machine and cached: see
-`backends.autochoice`; the ONNX is exported to `engines/` on first use) →
-torch on CPU. The reason string says why the winner won.
+`backends.autochoice`) → torch on CPU. The ONNX file is the user's own
+`engines/NAME.onnx` when `streamseg export` made it from these weights, else an
+automatic export in the per-user cache (`streamseg.cache`), made on first use;
+`run` never writes into `engines/`. The reason string says why the winner won.
 
 torch is imported only where a choice needs it (a CUDA device, the torch or
 TensorRT backend, an export): running a cached or given ONNX file with ONNX
@@ -13,12 +15,14 @@ Runtime or OpenVINO keeps torch out of the process.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from .backends import Backend, BackendError, OnnxBackend, OpenVinoBackend
 from .backends.autochoice import choose_cpu_backend
-from .backends.onnx_backend import cached_onnx
+from .backends.onnx_backend import stale_reason
 from .backends.openvino_backend import import_openvino
+from .cache import export_path, writable_exports_dir
 from .checkpoint import file_sha256, load_checkpoint, model_name, resolve_checkpoint
 from .threads import plan_threads
 
@@ -93,14 +97,25 @@ def _from_file(path: Path, backend: str, device: str, batch: int) -> tuple[Backe
     return _tensorrt(path, device), f"{path.name} is a TensorRT engine"
 
 
-def onnx_file(model: str, checkpoint: Path, engines_dir: str | Path) -> Path:
-    """The cached ONNX export of `checkpoint`, exported first when missing or stale."""
-    cached = cached_onnx(checkpoint, model_name(model), engines_dir)
-    if cached is not None:
+def onnx_file(model: str, checkpoint: Path, engines_dir: str | Path,
+              log: Callable[[str], None] | None = None) -> Path:
+    """The user's `engines_dir/NAME.onnx` when it is a current export of `checkpoint`,
+    else the cached automatic export, exported first when missing."""
+    log = log or _stderr
+    name = model_name(model)
+    mine, cached = Path(engines_dir) / f"{name}.onnx", export_path(name, file_sha256(checkpoint))
+    if mine.is_file():
+        why = stale_reason(mine, checkpoint)
+        if not why:
+            return mine
+        log(f"{mine} {why}; using the automatic export {cached} instead (yours is left as it is; "
+            f"`streamseg export --model {model} --overwrite` updates it)")
+    if cached.is_file() and not stale_reason(cached, checkpoint):
         return cached
+    writable_exports_dir(model, name)  # a read-only cache: say so before torch is imported
     from .export.run import cache_onnx  # export pulls in torch and the exporter: only when needed
 
-    return cache_onnx(checkpoint, model_name(model), engines_dir)
+    return cache_onnx(checkpoint, cached, log)
 
 
 def _torch(checkpoint: Path, device: str) -> Backend:

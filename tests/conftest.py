@@ -23,6 +23,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def export_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Automatic exports go to a folder of this run, never the user's real ~/.cache/streamseg
+    (set in os.environ, so the subprocesses and Ray workers tests start see it too).
+    Tests that count exports point STREAMSEG_CACHE at their own tmp_path."""
+    with pytest.MonkeyPatch.context() as patch:
+        folder = tmp_path_factory.mktemp("streamseg-cache")
+        patch.setenv("STREAMSEG_CACHE", str(folder))
+        yield folder
+
+
 # --- streaming runner fixtures (issue 4): tiny clips and a tiny random-init model ---
 
 def write_clip(path, frames: int = 12, size: tuple[int, int] = (48, 64), rate: int = 15, *,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 from streamseg.backends import BackendError, autochoice
 from streamseg.backends.autochoice import Candidate, cache_key, choose_cpu_backend, measure_all, read_choice
-from streamseg.checkpoint import ModelInfo, save_checkpoint
+from streamseg.checkpoint import ModelInfo, file_sha256, save_checkpoint
 from streamseg.export.run import cache_onnx
 from streamseg.runtime import load_backend
 
@@ -20,7 +21,7 @@ def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     info = ModelInfo.for_model("unet", options={"base_channels": 4, "depth": 2}, input_size=(48, 64))
     folder = tmp_path_factory.mktemp("auto")
     checkpoint = save_checkpoint(folder / "tiny.safetensors", info.build(), info)
-    return cache_onnx(checkpoint, "tiny", folder / "engines", log=lambda _: None)
+    return cache_onnx(checkpoint, folder / "engines" / "tiny.onnx", log=lambda _: None)
 
 
 class Fake:
@@ -66,9 +67,11 @@ def test_cache_key_covers_model_cpu_and_versions(onnx_file: Path, tmp_path: Path
 
 
 def test_measured_once_then_cached(onnx_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cache = onnx_file.with_name("tiny.auto.json")
+    # a file outside the cache (the user's engines/): the choice goes to the cache, keyed by the file's hash
+    cache = Path(os.environ["STREAMSEG_CACHE"]) / "onnx" / f"tiny-{file_sha256(onnx_file)[:12]}.auto.json"
     cache.unlink(missing_ok=True)
     backend, reason = choose_cpu_backend(onnx_file, threads=1, batch=2, seconds=0.05)
+    assert sorted(p.name for p in onnx_file.parent.iterdir()) == ["tiny.onnx"]  # nothing beside the user's file
     data = json.loads(cache.read_text())
     assert data["chosen"] in data["fps"] and "onnx fp32" in data["fps"] and data["key"]["batch"] == 2
     assert reason.startswith(f"auto: {data['chosen']}, fastest measured") and "onnx fp32" in reason

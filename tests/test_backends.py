@@ -48,11 +48,14 @@ def batch_of(count: int) -> np.ndarray:
 def test_auto_on_cpu_exports_caches_and_reuses_onnx(tmp_path: Path, checkpoint: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("STREAMSEG_CACHE", str(tmp_path / "cache"))
     engines = tmp_path / "engines"
     backend, reason = load_backend(str(checkpoint), engines_dir=engines)
-    cached = engines / "tiny.onnx"
-    # the fastest CPU runtime measured here (ONNX Runtime or OpenVINO), both run the cached export
-    assert backend.path == cached and reason.startswith("auto: ") and (engines / "tiny.auto.json").is_file()
+    cached = tmp_path / "cache" / "onnx" / f"tiny-{file_sha256(checkpoint)[:12]}.onnx"
+    # the fastest CPU runtime measured here (ONNX Runtime or OpenVINO), both run the cached export;
+    # its measurement lies beside it, and nothing is written into engines/
+    assert backend.path == cached and reason.startswith("auto: ") and cached.with_suffix(".auto.json").is_file()
+    assert not engines.exists()
     assert read_onnx_meta(cached).input_size is None  # cached exports accept any frame size
     labels = backend.predict(batch_of(2))
     assert labels.shape == (2, *SIZE) and labels.dtype == np.uint8
@@ -61,22 +64,22 @@ def test_auto_on_cpu_exports_caches_and_reuses_onnx(tmp_path: Path, checkpoint: 
     assert again.path == cached and cached.stat().st_mtime_ns == stamp  # reused, not re-exported
     model, info = load_checkpoint(checkpoint)
     torch.nn.init.constant_(model.classifier.bias, 0.5)
-    save_checkpoint(checkpoint, model, info)  # new weights: the cache is stale now
-    load_backend(str(checkpoint), engines_dir=engines)
-    assert cached.stat().st_mtime_ns != stamp
+    save_checkpoint(checkpoint, model, info)  # new weights: a new cache entry, the old one is not theirs
+    other, _ = load_backend(str(checkpoint), engines_dir=engines)
+    assert other.path != cached and cached.stat().st_mtime_ns == stamp
     import onnx
 
-    proto = onnx.load(str(cached))  # an export from before the in-graph argmax: re-exported with it
+    proto = onnx.load(str(other.path))  # an export from before the in-graph argmax: re-exported with it
     del proto.graph.output[1]
-    onnx.save(proto, str(cached))
+    onnx.save(proto, str(other.path))
     again, _ = load_backend(str(checkpoint), engines_dir=engines)
-    assert again.has_labels
+    assert again.has_labels and again.path == other.path
 
 
 def test_onnx_file_needs_no_other_flags(tmp_path: Path, checkpoint: Path) -> None:
     from streamseg.export.run import cache_onnx
 
-    path = cache_onnx(checkpoint, "tiny", tmp_path, log=lambda _: None)
+    path = cache_onnx(checkpoint, tmp_path / "tiny.onnx", log=lambda _: None)
     backend, reason = load_backend(str(path), backend="onnx", device="cpu")
     model, info = load_checkpoint(checkpoint)
     assert isinstance(backend, OnnxBackend) and backend.info == info and "ONNX file" in reason
@@ -91,16 +94,18 @@ def test_onnx_file_needs_no_other_flags(tmp_path: Path, checkpoint: Path) -> Non
         load_backend(str(path), backend="torch")
 
 
-def test_foreign_onnx_is_refused_and_not_overwritten(tmp_path: Path, checkpoint: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_foreign_onnx_in_engines_is_left_alone(tmp_path: Path, checkpoint: Path, monkeypatch: pytest.MonkeyPatch,
+                                              capsys: pytest.CaptureFixture) -> None:
     foreign = tmp_path / "tiny.onnx"
     torch.onnx.export(torch.nn.Conv2d(3, 11, 1), (torch.zeros(1, 3, 8, 8),), str(foreign), dynamo=False)
     content = foreign.read_bytes()
     with pytest.raises(BackendError, match="no streamseg metadata"):
         OnnxBackend(foreign, device="cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    backend, reason = load_backend(str(checkpoint), engines_dir=tmp_path)
-    assert isinstance(backend, TorchBackend) and "not a streamseg export" in reason  # falls back, says why
+    backend, _ = load_backend(str(checkpoint), backend="onnx", engines_dir=tmp_path)
+    said = capsys.readouterr().err
+    assert isinstance(backend, OnnxBackend) and backend.path.parent.name == "onnx"  # the automatic export
+    assert f"{foreign} is not a streamseg export; using the automatic export" in said
     assert foreign.read_bytes() == content
 
 

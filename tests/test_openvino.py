@@ -31,7 +31,7 @@ def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     info = ModelInfo.for_model("unet", options={"base_channels": 4, "depth": 2}, input_size=SIZE)
     folder = tmp_path_factory.mktemp("ov")
     checkpoint = save_checkpoint(folder / "tiny.safetensors", info.build(), info)
-    return cache_onnx(checkpoint, "tiny", folder / "engines", log=lambda _: None)
+    return cache_onnx(checkpoint, folder / "engines" / "tiny.onnx", log=lambda _: None)
 
 
 def images(count: int, seed: int = 0, size: tuple[int, int] = SIZE) -> np.ndarray:

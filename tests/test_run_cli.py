@@ -150,7 +150,7 @@ def test_cpu_runtimes_keep_torch_out_of_the_process(tiny_model, make_clip, tmp_p
 
     if backend == "openvino":
         pytest.importorskip("openvino")
-    cache_onnx(tiny_model, "tiny", tmp_path / "engines", log=lambda _: None)
+    cache_onnx(tiny_model, tmp_path / "engines" / "tiny.onnx", log=lambda _: None)
     clip = make_clip("c.mp4", frames=3)
     code = ("import sys\nfrom streamseg.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as end:\n"
             "    assert end.code == 0, end.code\nassert 'torch' not in sys.modules, 'torch was imported'\n")

@@ -3,9 +3,11 @@
 Which CPU runtime wins depends on the CPU (OpenVINO bf16 is 2x ONNX Runtime
 on an AMX Xeon, about even on AVX2) and on the library versions, so it is
 measured, not assumed: each candidate runs the model at the run's batch for
-about a second. The choice is cached next to the exported file
-(`engines/NAME.auto.json`) under a key of the model file's hash, the CPU
-model, the library versions, threads and batch; any change re-measures.
+about a second. The choice is cached in the per-user cache, next to
+the automatic export it describes (`NAME-SHA12.auto.json`; for any other
+file, e.g. the user's `engines/NAME.onnx`, under the file's own hash there:
+never beside the user's files) under a key of the model file's hash, the
+CPU model, the library versions, threads and batch; any change re-measures.
 No torch here: the CPU runtimes run without it.
 """
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
+from ..cache import exports_dir, in_cache
 from ..checkpoint import atomic_write, file_sha256
 from .base import Backend, BackendError
 from .onnx_backend import OnnxBackend, read_onnx_meta
@@ -63,8 +66,11 @@ def cache_key(model: Path, threads: int, batch: int) -> dict:
             "threads": threads, "batch": batch}
 
 
-def choice_path(model: Path) -> Path:
-    return model.with_name(f"{model.name.split('.')[0]}.auto.json")
+def choice_path(model: Path, model_sha256: str) -> Path:
+    stem = model.name.split(".")[0]
+    if in_cache(model):
+        return model.with_name(f"{stem}.auto.json")
+    return exports_dir() / f"{stem}-{model_sha256[:12]}.auto.json"
 
 
 def read_choice(path: Path, key: dict) -> dict | None:
@@ -79,8 +85,9 @@ def read_choice(path: Path, key: dict) -> dict | None:
 def write_choice(path: Path, key: dict, chosen: str, fps: dict[str, float], log: Log = lambda _: None) -> None:
     text = json.dumps({"key": key, "chosen": chosen, "fps": fps}, indent=2) + "\n"
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-    except OSError as error:  # e.g. a read-only folder beside a given .onnx: choose anyway, measure again next time
+    except OSError as error:  # e.g. a read-only cache: choose anyway, measure again next time
         log(f"auto: cannot cache the choice in {path} ({error.strerror or error})")
 
 
@@ -149,7 +156,8 @@ def summary(fps: dict[str, float]) -> str:
 def choose_cpu_backend(model: Path, *, threads: int, batch: int, seconds: float = 1.0,
                        log: Log = lambda _: None) -> tuple[Backend, str]:
     """The fastest CPU runtime for the exported `model` here, measured once and cached."""
-    key, path = cache_key(model, threads, batch), choice_path(model)
+    key = cache_key(model, threads, batch)
+    path = choice_path(model, key["model_sha256"])
     found = {c.name: c for c in candidates(model, threads)}
     cached = read_choice(path, key)
     if cached is not None and cached["chosen"] in found:

@@ -85,20 +85,21 @@ def has_labels_output(path: str | Path) -> bool:
     return any(output.name == LABELS_NAME for output in _load_header(path).graph.output)
 
 
-def cached_onnx(checkpoint: Path, name: str, engines_dir: str | Path) -> Path | None:
-    """`engines_dir/NAME.onnx` when it is a current export of `checkpoint` (same
-    weights' hash, any frame size, in-graph labels), else None. Needs no torch:
-    a cached model runs with ONNX Runtime or OpenVINO alone."""
-    path = Path(engines_dir) / f"{name}.onnx"
-    if not path.is_file():
-        return None
+def stale_reason(path: Path, checkpoint: Path) -> str:
+    """"" when `path` is a current export of `checkpoint` (same weights' hash, any
+    frame size, in-graph labels), else why not, as a phrase after the file name.
+    Needs no torch: a current export runs with ONNX Runtime or OpenVINO alone."""
     try:
         meta = read_onnx_meta(path)
     except BackendError:
-        raise BackendError(f"{path} exists but is not a streamseg export of {name}; move it away, or pass "
-                           "the .onnx file itself as --model") from None
-    current = meta.source_sha256 == file_sha256(checkpoint) and meta.input_size is None
-    return path if current and has_labels_output(path) else None
+        return "is not a streamseg export"
+    if meta.source_sha256 != file_sha256(checkpoint):
+        return f"was exported from other weights than {checkpoint}"
+    if meta.input_size is not None:
+        return f"was exported for {meta.input_size[0]}x{meta.input_size[1]} frames only"
+    if not has_labels_output(path):
+        return "is from an older streamseg (no in-graph labels)"
+    return ""
 
 
 def pick_providers(device: str) -> tuple[list[str], str]:

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..backends.base import labels_of
-from ..backends.onnx_backend import OnnxMeta, cached_onnx, read_onnx_meta
+from ..backends.onnx_backend import OnnxMeta, read_onnx_meta, stale_reason
 from ..backends.tensorrt_backend import TensorRTBackend, current_env, engine_file_name, sidecar_path, tensorrt_missing
 from ..checkpoint import ModelInfo, file_sha256, load_checkpoint, model_name, resolve_checkpoint
 from ..data import find_pairs
@@ -163,17 +163,16 @@ def export_model(config: ExportConfig, log: Log = stderr_log) -> ExportResult:
     return result
 
 
-def cache_onnx(checkpoint: Path, name: str, engines_dir: str | Path, log: Log = stderr_log) -> Path:
-    """The ONNX file `load_backend` runs on CPU: reused while it matches the
-    checkpoint's hash, else exported (dynamic batch and size) and checked."""
-    path = Path(engines_dir) / f"{name}.onnx"
-    if cached_onnx(checkpoint, name, engines_dir) is not None:
+def cache_onnx(checkpoint: Path, path: Path, log: Log = stderr_log) -> Path:
+    """The ONNX file `load_backend` runs on CPU (`path`, in the user's cache): reused
+    while it is a current export of the checkpoint, else exported (dynamic batch
+    and size) and checked."""
+    path = Path(path)
+    if path.is_file() and not stale_reason(path, checkpoint):
         return path
-    if path.is_file():
-        log(f"{path} is out of date for {checkpoint}; exporting it again")
     sha = file_sha256(checkpoint)
     model, info = load_checkpoint(checkpoint)
-    log(f"First use of {name} on CPU: exporting ONNX to {path} for ONNX Runtime (once; cached after)")
+    log(f"First use of {Path(checkpoint).name} on CPU: exporting ONNX to {path} for ONNX Runtime (once; cached after)")
     try:
         frames = load_frames(None, 2)
     except FrameSourceError:  # installed without the repository's samples/: any image checks the graph
