@@ -1,6 +1,8 @@
 """`streamseg --help` and `streamseg models [--all]` through click's CliRunner."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import streamseg.checkpoint
 from streamseg.cli import main
 from streamseg.models import MODELS, PRESETS, build_model, list_models
-from streamseg.zoo import describe
+from streamseg.zoo import PRESET_COUNT, TABLE, describe
 
 
 def _table(args: list[str]) -> dict[str, list[str]]:
@@ -73,3 +75,37 @@ def test_shipped_weights_column(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     table = _table(["models"])
     assert table["unet"][-1] == "yes"
     assert table["fcn"][-1] == table["deeplab"][-1] == "no"
+
+
+def test_precomputed_table_matches_the_built_models() -> None:
+    """`streamseg models` prints `TABLE` without torch; it must be what `describe` counts."""
+    assert [row[0] for row in TABLE] == list_models() and [row[0] for row in TABLE[:PRESET_COUNT]] == list(PRESETS)
+    for row in TABLE:
+        counted = describe(row[0])
+        fresh = (row[0], counted["arch"], counted["family"], counted["backbone"],
+                 round(counted["params_m"] * 1e6), round(counted["gflops"] * 1e9))
+        assert row == fresh, f"streamseg/zoo.py TABLE is out of date; the row is now {fresh!r}"
+
+
+# Runs each command in a fresh interpreter, then lists the heavy libraries it imported.
+HEAVY = ("torch", "onnxruntime", "onnx", "openvino", "tensorrt", "ray")
+NO_HEAVY_IMPORTS = f"""
+import sys
+from streamseg.cli import main
+commands = [["--help"], ["models"], ["models", "--all"]] + [[name, "--help"] for name in main.commands]
+for args in commands:
+    try:
+        main(args)
+    except SystemExit as end:
+        assert end.code == 0, (args, end.code)
+print(sorted(m for m in {HEAVY!r} if m in sys.modules))
+"""
+
+
+def test_help_and_models_import_no_torch() -> None:
+    """Issue 12 item 6: `--help` (of every command) and `models` answer without importing torch or a runtime."""
+    done = subprocess.run([sys.executable, "-c", NO_HEAVY_IMPORTS], capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Usage:" in done.stdout and "deeplabv3plus" in done.stdout
+    assert done.stdout.splitlines()[-1] == "[]"
