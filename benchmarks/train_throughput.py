@@ -24,14 +24,18 @@ import dataclasses
 import itertools
 import json
 import os
+import sys
 import time
 
 import torch
 
-from streamseg.checkpoint import ModelInfo
-from streamseg.models import PRESETS
-from train.config import TrainConfig
-from machine import cpu_line
+# train/ is a package of the repository, not of the install (as torchvision's references).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from machine import cpu_line  # noqa: E402
+from streamseg.checkpoint import ModelInfo  # noqa: E402
+from streamseg.models import PRESETS  # noqa: E402
+from train.config import TrainConfig  # noqa: E402
 from train.setup import (autocast_dtype, build_criterion, build_data, build_network, build_optimizer, model_info,
                          seed_everything)
 
