@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
     args = parser.parse_args()
     intervals = [v if v == "auto" else int(v) for v in args.intervals.split(",")]
-    print(f"CPU: {cpu_line()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    print(f"{cpu_line()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     maps = reference_flow(args.video)
     truth = ground_truth(args.data, len(maps) + 1)
     truth_flicker = flicker(truth, maps)
