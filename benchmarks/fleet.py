@@ -39,21 +39,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from machine import cpu_line
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "camseq01.mp4"
 
 
-def cpu_line() -> str:
-    """The CPU model and the vector-instruction flags that decide inference speed (from lscpu)."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return f"CPU: unknown; {os.cpu_count()} CPUs"
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    flags = set(fields.get("Flags", "").split())
-    wanted = [f for f in ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_tile", "neon") if f in flags]
-    return (f"CPU: {fields.get('Model name', '?').strip()}; {fields.get('CPU(s)', '?').strip()} CPUs; "
-            f"flags {' '.join(wanted) or '(none of avx2/avx512/vnni/amx)'}; usable here {len(os.sched_getaffinity(0))}")
 
 
 def make_clips(folder: Path, count: int, source: Path) -> Path:

@@ -38,20 +38,13 @@ from streamseg.checkpoint import ModelInfo, resolve_checkpoint, save_checkpoint,
 from streamseg.preprocess import keep_size
 from streamseg.runtime import BACKENDS, load_backend, onnx_file
 from streamseg.threads import physical_cores, plan_threads
+from machine import lscpu
 
 HERE = Path(__file__).resolve().parent
 SAMPLE = HERE.parent / "samples" / "camseq01.mp4"
 MEAN, STD = np.array([0.485, 0.456, 0.406], np.float32), np.array([0.229, 0.224, 0.225], np.float32)
 
 
-def lscpu() -> tuple[str, str]:
-    """(model name, flags) as lscpu prints them."""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown CPU", ""
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    return fields.get("Model name", "?").strip(), fields.get("Flags", "").strip()
 
 
 def checkpoint_for(model: str, folder: Path) -> str:

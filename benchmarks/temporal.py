@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from streamseg.metrics import metrics_from_confusion
 from streamseg.pipeline import PipelineConfig, segment_frames
 from streamseg.propagate import PropagateConfig
 from streamseg.runtime import load_backend
+from machine import cpu_line
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "camseq01.mp4"
@@ -101,14 +101,6 @@ def end_to_end_fps(video: Path, model: str, backend: str, interval, motion: str,
     return json.loads(stats.read_text())["fps_end_to_end"]
 
 
-def cpu_line() -> str:
-    try:
-        text = subprocess.run(["lscpu"], check=False, capture_output=True, text=True).stdout
-        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        flags = [f for f in fields.get("Flags", "").split() if f.startswith(("avx", "fma", "amx", "sse4"))]
-        return f"{fields.get('Model name', platform.processor()).strip()}; flags {' '.join(flags)}"
-    except OSError:
-        return platform.processor()
 
 
 def table(rows: list[dict], truth_flicker: float) -> list[str]:
@@ -152,7 +144,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "results")
     args = parser.parse_args()
     intervals = [v if v == "auto" else int(v) for v in args.intervals.split(",")]
-    print(f"CPU: {cpu_line()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
+    print(f"{cpu_line()}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     maps = reference_flow(args.video)
     truth = ground_truth(args.data, len(maps) + 1)
     truth_flicker = flicker(truth, maps)

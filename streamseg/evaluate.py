@@ -38,7 +38,8 @@ class EvalConfig:
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, loader: DataLoader, criterion: Loss | None, device: torch.device,
-             num_classes: int, ignore_index: int, *, amp: bool = False) -> tuple[float, ConfusionMatrix]:
+             num_classes: int, ignore_index: int, *, amp: bool = False,
+             amp_dtype: torch.dtype = torch.float16) -> tuple[float, ConfusionMatrix]:
     """Full-resolution evaluation; the confusion matrix is summed across DDP ranks."""
     model.eval()
     confusion = ConfusionMatrix(num_classes, ignore_index)
@@ -46,7 +47,7 @@ def evaluate(model: nn.Module, loader: DataLoader, criterion: Loss | None, devic
     for image, target in tqdm(loader, desc="eval", leave=False, disable=not is_main(),
                               mininterval=MININTERVAL):
         image, target = image.to(device), target.to(device)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             logits = model(image)
         if criterion is not None:
             total += criterion(logits, target).item() * image.shape[0]

@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .backends import Backend
+from .backends import Backend, BackendError
 from .checkpoint import atomic_write, check_model
 from .encode import EncodeConfig, EncodeError, VideoWriter, check_codec, check_writable
 from .pipeline import PipelineConfig, run
@@ -44,6 +44,7 @@ class ModelConfig:
     model: str = "deeplab"
     backend: str = "auto"
     device: str = "auto"
+    tta: bool = False  # test-time augmentation (streamseg.tta): torch backend, ~6x the network cost
 
 
 def default_output(spec: str, folder: Path | None) -> Path:
@@ -86,8 +87,24 @@ def mask_folder(root: Path | None, spec: str, several: bool) -> Path | None:
 
 
 def open_backend(config: ModelConfig, batch: int, log: Log = stderr_log) -> Backend:
+    if config.tta:
+        return open_tta_backend(config, batch, log)
     backend, reason = load_backend(config.model, config.backend, config.device, batch=batch)
     log(f"backend: {backend.describe()} ({reason})")
+    return backend
+
+
+def open_tta_backend(config: ModelConfig, batch: int, log: Log) -> Backend:
+    """The torch backend around `FlipScaleTTA`: the flipped and rescaled views are built in
+    PyTorch, at whatever frame size the stream has (exported graphs have one view only)."""
+    if config.backend not in ("auto", "torch"):
+        raise BackendError(f"--tta runs on the torch backend (it builds flipped and rescaled views in PyTorch); "
+                           f"drop --backend {config.backend}")
+    from .tta import FlipScaleTTA
+
+    backend, _ = load_backend(config.model, "torch", config.device, batch=batch)
+    backend.model = FlipScaleTTA(backend.model).eval()
+    log(f"backend: {backend.describe()} with test-time augmentation (flips, scales 0.75/1/1.25: 6 passes a frame)")
     return backend
 
 

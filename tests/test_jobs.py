@@ -67,3 +67,24 @@ def test_preset_names_run_in_any_case(tmp_path: Path) -> None:
     summary = run_many(str(clip), ModelConfig("UNet", "torch", "cpu"), progress=False, log=lines.append)
     assert summary[str(clip)]["frames"] == 2 and (tmp_path / "drive_seg.mp4").is_file()
     assert lines[0].startswith("backend: torch on cpu")
+
+
+def test_tta_runs_the_torch_backend_around_the_flip_scale_average(tiny_model, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from streamseg.backends import BackendError
+    from streamseg.jobs import open_backend
+    from streamseg.tta import FlipScaleTTA
+
+    write_clip(tmp_path / "a.mp4", frames=2)
+    lines: list[str] = []
+    backend = open_backend(ModelConfig(str(tiny_model), "auto", "cpu", tta=True), 1, lines.append)
+    assert isinstance(backend.model, FlipScaleTTA) and "test-time augmentation" in lines[0]
+    with pytest.raises(BackendError, match="--tta runs on the torch backend"):
+        open_backend(ModelConfig(str(tiny_model), "onnx", "cpu", tta=True), 1, lines.append)
+    masks = tmp_path / "masks"
+    summary = run_many(str(tmp_path / "a.mp4"), ModelConfig(str(tiny_model), "torch", "cpu", tta=True),
+                       output=tmp_path / "a_tta.mp4", save_masks=masks, progress=False, log=lines.append)
+    assert summary[str(tmp_path / "a.mp4")]["frames"] == 2
+    assert sorted(p.name for p in masks.iterdir()) == ["000000.png", "000001.png"]
+    assert Image.open(masks / "000000.png").size == (64, 48)  # masks at the frame's size

@@ -312,3 +312,21 @@ def test_split_specs_select_sequences_and_join_splits(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert sum(map(sum, json.loads((out / "metrics.json").read_text())["confusion_matrix"])) == \
         int((cv2.imread(str(root / "trainannot" / "0006R0_f002.png"), cv2.IMREAD_GRAYSCALE) != 11).sum())
+
+
+def test_bf16_autocast_only_where_the_cpu_has_it(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import streamseg.backends.openvino_backend as hardware
+    from train.setup import autocast_dtype
+    monkeypatch.setattr(hardware, "native_bf16", lambda: False)
+    assert autocast_dtype(torch.device("cpu")) is None
+    result = run_train("--model", "unet", "--data", data, "--out", tmp_path / "fp32", *TINY)
+    assert result.exit_code == 0 and "mixed precision" not in result.output
+    monkeypatch.setattr(hardware, "native_bf16", lambda: True)
+    assert autocast_dtype(torch.device("cpu")) is torch.bfloat16
+    assert autocast_dtype(torch.device("cuda")) is torch.float16
+    result = run_train("--model", "unet", "--data", data, "--out", tmp_path / "bf16", *TINY)
+    assert result.exit_code == 0, result.output
+    assert "mixed precision: bfloat16 autocast on cpu" in result.output
+    assert float(history(tmp_path / "bf16")[0]["train_loss"]) > 0
+    no_amp = run_train("--model", "unet", "--data", data, "--out", tmp_path / "off", *TINY, "--no-amp")
+    assert "mixed precision" not in no_amp.output

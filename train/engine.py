@@ -17,7 +17,8 @@ from .losses import Loss
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: Loss, optimizer: torch.optim.Optimizer,
                     step_scheduler: Callable[[], None], device: torch.device, scaler: torch.amp.GradScaler,
-                    *, epoch: int, amp: bool, channels_last: bool) -> dict:
+                    *, epoch: int, amp: bool, channels_last: bool,
+                    amp_dtype: torch.dtype = torch.float16) -> dict:
     """Returns mean train loss and throughput (images/s, data-loading share)."""
     model.train()
     total, count, images, data_time = 0.0, 0, 0, 0.0
@@ -29,7 +30,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: Loss, optim
         image, target = image.to(device, non_blocking=True), target.to(device, non_blocking=True)
         if channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             loss = criterion(model(image), target)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

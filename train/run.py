@@ -25,7 +25,7 @@ from .artefacts import remove_partial_files, save_epoch
 from .config import TrainConfig
 from .engine import train_one_epoch
 from .losses import Loss
-from .setup import (build_criterion, build_data, build_network, build_optimizer, lr_factor, model_info,
+from .setup import (autocast_dtype, build_criterion, build_data, build_network, build_optimizer, lr_factor, model_info,
                     seed_epoch, seed_everything, set_frozen, setup_distributed)
 from .state import RESUME_NAME, RunState, load_resume, set_rng_state
 
@@ -50,6 +50,7 @@ class Run:
     rank: int = 0
     world: int = 1
     ema: AveragedModel | None = None  # evaluated and saved instead of `net` when on
+    amp_dtype: torch.dtype = torch.float16
 
     @property
     def eval_net(self) -> nn.Module:
@@ -119,12 +120,15 @@ def build_run(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> 
     criterion, _ = build_criterion(cfg, train_set)
     optimizer = build_optimizer(cfg, net)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, len(train_loader)))
-    amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler(device.type, enabled=amp)
+    amp_dtype = autocast_dtype(device) if cfg.amp else None
+    amp = amp_dtype is not None
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)  # bf16 needs no loss scaling
+    if amp and rank == 0:
+        print(f"mixed precision: {str(amp_dtype).removeprefix('torch.')} autocast on {device.type}", flush=True)
     # BatchNorm statistics are averaged too (use_buffers), so the EMA model evaluates as is.
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     return Run(cfg, net, info, train_set, val_set, train_loader, val_loader, criterion, optimizer, scheduler,
-               scaler, device, amp, out, rank, world, ema)
+               scaler, device, amp, out, rank, world, ema, amp_dtype or torch.float16)
 
 
 def resume(spec: str, run: Run) -> RunState:
@@ -199,10 +203,11 @@ def run_epoch(run: Run, model: nn.Module, epoch: int, state: RunState) -> dict:
     start = time.perf_counter()
     lr = run.optimizer.param_groups[0]["lr"]
     stats = train_one_epoch(model, run.train_loader, run.criterion, run.optimizer, run.step, run.device,
-                            run.scaler, epoch=epoch, amp=run.amp, channels_last=cfg.channels_last)
+                            run.scaler, epoch=epoch, amp=run.amp, channels_last=cfg.channels_last,
+                            amp_dtype=run.amp_dtype)
     _sync_buffers(run)
     val_loss, confusion = evaluate(run.eval_net, run.val_loader, run.criterion, run.device, run.info.num_classes,
-                                   run.train_set.ignore_index, amp=run.amp)
+                                   run.train_set.ignore_index, amp=run.amp, amp_dtype=run.amp_dtype)
     metrics = confusion.compute(run.info.classes)
     seconds = time.perf_counter() - start
     state.seconds += seconds

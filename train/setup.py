@@ -177,3 +177,14 @@ def lr_factor(cfg: TrainConfig, steps_per_epoch: int):
         return 1.0
     return factor
 
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """float16 on CUDA; bfloat16 on a CPU that computes it natively (AMX / AVX512_BF16, where
+    oneDNN's bf16 kernels beat float32); None (float32) on other CPUs, where bf16 is emulated
+    and slower."""
+    from streamseg.backends.openvino_backend import native_bf16  # reads /proc/cpuinfo; imports no OpenVINO
+
+    if device.type == "cuda":
+        return torch.float16
+    return torch.bfloat16 if native_bf16() else None

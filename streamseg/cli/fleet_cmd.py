@@ -57,7 +57,7 @@ def run_on_ray(source: str, address: str, output_dir: Path | None, workers: int 
         try:
             with one_line_errors(interrupted=lambda: bool(received)):
                 pipeline, encode = build_configs(options, options["batch"], propagate=options["propagate"])
-                model = ModelConfig(options["model"], options["backend"], options["device"])
+                model = ModelConfig(options["model"], options["backend"], options["device"], options["tta"])
                 config = FleetConfig(WorkerConfig(model, pipeline, encode), workers=workers,
                                      overwrite=options["overwrite"])
                 try:
