@@ -171,7 +171,8 @@ def test_cameras_have_no_motion_vectors_and_use_flow():
     hevc = VideoInfo("a.mp4", 64, 48, None, 10, codec="hevc")
     assert plan_motion(PropagateConfig(interval=3), hevc)[0] == "flow"
     h264 = VideoInfo("a.mp4", 64, 48, None, 10, codec="h264")
-    assert plan_motion(PropagateConfig(interval=3), h264) == ("mv", None)
+    assert plan_motion(PropagateConfig(interval=3), h264) == ("flow", None)  # auto: flow, measured better
+    assert plan_motion(PropagateConfig(interval=3, motion="mv"), h264) == ("mv", None)
     assert plan_motion(PropagateConfig(interval=3, motion="flow"), h264) == ("flow", None)
 
 
