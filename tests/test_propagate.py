@@ -39,6 +39,9 @@ def write_square_clip(path, frames: int = 16, cut_at: int | None = None):
     with av.open(str(path), "w") as out:
         stream = out.add_stream("libx264", rate=15)
         stream.width, stream.height, stream.pix_fmt = WIDTH, HEIGHT, "yuv420p"
+        # One encoder thread: x264's frame threads change its motion search, so the clip (and the
+        # decoder's vectors) would differ with the machine's core count.
+        stream.options = {"threads": "1"}
         for i in range(frames):
             scene = int(cut_at is not None and i >= cut_at)
             # Like most objects, the square stands out from what is behind it (brighter).
