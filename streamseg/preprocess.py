@@ -55,18 +55,19 @@ class Geometry:
         return (self.height, self.width) != tuple(self.input_size)
 
 
+def to_multiple(length: float) -> int:
+    """The nearest multiple of `SIZE_MULTIPLE` (at least one) to `length` pixels."""
+    return max(SIZE_MULTIPLE, round(length / SIZE_MULTIPLE) * SIZE_MULTIPLE)
+
+
 def keep_size(frame_size: tuple[int, int], input_size: tuple[int, int]) -> tuple[int, int]:
     """The `keep` model input for an `(H, W)` frame: its short side at the training size's
     short side (whatever the model trained at, it runs at), the long side in proportion."""
     short = min(input_size)
     frame_h, frame_w = frame_size
-
-    def long(length: float) -> int:
-        return max(SIZE_MULTIPLE, round(length / SIZE_MULTIPLE) * SIZE_MULTIPLE)
-
     if frame_h <= frame_w:
-        return short, long(frame_w * short / frame_h)
-    return long(frame_h * short / frame_w), short
+        return short, to_multiple(frame_w * short / frame_h)
+    return to_multiple(frame_h * short / frame_w), short
 
 
 def plan_geometry(frame_size: tuple[int, int], input_size: tuple[int, int], aspect: str = "keep",

@@ -11,8 +11,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .preprocess import to_multiple  # scaled inputs keep a size every model divides evenly
+
 SCALES = (0.75, 1.0, 1.25)
-STRIDE = 32  # the deepest backbone stride: scaled inputs keep a size every model divides evenly
 
 
 class FlipScaleTTA(nn.Module):
@@ -29,7 +30,7 @@ class FlipScaleTTA(nn.Module):
         height, width = image.shape[-2:]
         total = None
         for scale in self.scales:
-            size = (height, width) if scale == 1 else (_multiple(height * scale), _multiple(width * scale))
+            size = (height, width) if scale == 1 else (to_multiple(height * scale), to_multiple(width * scale))
             scaled = image if size == (height, width) else F.interpolate(image, size=size, mode="bilinear",
                                                                          align_corners=False)
             for flipped in (False, True) if self.flip else (False,):
@@ -41,6 +42,3 @@ class FlipScaleTTA(nn.Module):
                 total = probabilities if total is None else total + probabilities
         return total / self.views()
 
-
-def _multiple(length: float) -> int:
-    return max(STRIDE, round(length / STRIDE) * STRIDE)
