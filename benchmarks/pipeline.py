@@ -33,7 +33,7 @@ import numpy as np
 import onnxruntime as ort
 
 from streamseg.backends.onnx_backend import read_onnx_meta
-from streamseg.backends.openvino_backend import native_bf16
+from streamseg.cpu import native_bf16
 from streamseg.checkpoint import ModelInfo, resolve_checkpoint, save_checkpoint, shipped_weights
 from streamseg.preprocess import keep_size
 from streamseg.runtime import BACKENDS, load_backend, onnx_file

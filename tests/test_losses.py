@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from train.losses import build_loss, dice_loss, median_frequency_weights
+from train.losses import build_loss, dice_loss, median_frequency_weights, ohem_cross_entropy
 
 VOID = 2
 
@@ -55,7 +55,26 @@ def test_ce_plus_dice_is_the_sum() -> None:
     assert total.item() == pytest.approx(parts.item(), rel=1e-6)
 
 
-@pytest.mark.parametrize("name", ["ce", "wce", "dice", "ce+dice"])
+def test_ohem_keeps_only_the_hard_pixels() -> None:
+    # Targets 0, 1, void, 0: p(true) = 1/2, 1/4, -, ~1. The two hard pixels (p < 0.7) are averaged;
+    # the easy pixel (p ≈ 1) and the void pixel are left out.
+    logits = torch.tensor([[0.0, math.log(3), 5.0, 20.0], [0.0, 0.0, -5.0, 0.0]]).reshape(1, 2, 1, 4)
+    target = torch.tensor([[[0, 1, VOID, 0]]])
+    expected = (math.log(2) + math.log(4)) / 2
+    assert build_loss("ohem", VOID)(logits, target).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_ohem_keeps_a_minimum_of_the_hardest_pixels() -> None:
+    # Every pixel easy: OHEM still keeps the hardest `min_kept` share (here 1 of the 3 valid pixels).
+    logits = torch.tensor([[4.0, 6.0, 8.0, 0.0], [0.0, 0.0, 0.0, 0.0]]).reshape(1, 2, 1, 4)
+    target = torch.tensor([[[0, 0, 0, VOID]]])
+    hardest = math.log(1 + math.exp(-4.0))  # CE of p(0) = e^4 / (e^4 + 1)
+    assert ohem_cross_entropy(logits, target, VOID, min_kept=0.2).item() == pytest.approx(hardest, rel=1e-5)
+    both = (hardest + math.log(1 + math.exp(-6.0))) / 2
+    assert ohem_cross_entropy(logits, target, VOID, min_kept=0.5).item() == pytest.approx(both, rel=1e-5)
+
+
+@pytest.mark.parametrize("name", ["ce", "wce", "dice", "ce+dice", "ohem"])
 def test_all_void_batch_is_zero_and_finite(name: str) -> None:
     logits = torch.randn(2, 2, 3, 3, requires_grad=True)
     loss = build_loss(name, VOID, torch.ones(2))(logits, torch.full((2, 3, 3), VOID))

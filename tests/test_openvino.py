@@ -10,9 +10,10 @@ import torch
 from click.testing import CliRunner
 
 from streamseg.backends import BackendError, OnnxBackend
-from streamseg.backends.openvino_backend import OpenVinoBackend, cpu_flags, native_bf16, pick_precision
+from streamseg.backends.openvino_backend import OpenVinoBackend, pick_precision
 from streamseg.checkpoint import ModelInfo, load_checkpoint, save_checkpoint
 from streamseg.cli import main
+from streamseg.cpu import cpu_flags, native_bf16
 from streamseg.export.int8 import quantize_int8
 from streamseg.export.onnx_export import export_onnx
 from streamseg.export.run import cache_onnx, make_meta

@@ -315,7 +315,7 @@ def test_split_specs_select_sequences_and_join_splits(tmp_path: Path) -> None:
 
 
 def test_bf16_autocast_only_where_the_cpu_has_it(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import streamseg.backends.openvino_backend as hardware
+    import streamseg.cpu as hardware
     from train.setup import autocast_dtype
     monkeypatch.setattr(hardware, "native_bf16", lambda: False)
     assert autocast_dtype(torch.device("cpu")) is None

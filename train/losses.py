@@ -1,6 +1,7 @@
 """Segmentation losses; every one ignores void pixels."""
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -41,6 +42,21 @@ def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, eps
     return 1 - ((2 * intersection + eps) / (total + eps)).mean()
 
 
+def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, threshold: float = 0.7,
+                       min_kept: float = 1 / 16) -> torch.Tensor:
+    """Online hard example mining (PSPNet/BiSeNet's OHEM CE): the mean CE over the pixels whose
+    true-class probability is below `threshold`, and never fewer than `min_kept` of the valid
+    pixels (the hardest ones), so the easy road and sky pixels stop drowning out poles and signs
+    without fixed class weights."""
+    losses = F.cross_entropy(logits.float(), target, ignore_index=ignore_index, reduction="none")
+    valid = losses[target != ignore_index]
+    if valid.numel() == 0:
+        return logits.float().sum() * 0.0  # an all-void crop: no NaN
+    hard = int((valid > -math.log(threshold)).sum())  # CE > -log(p) ⇔ true-class probability < p
+    keep = min(valid.numel(), max(hard, math.ceil(valid.numel() * min_kept)))
+    return valid.topk(keep, sorted=False).values.mean()
+
+
 def build_loss(name: str, ignore_index: int, weights: torch.Tensor | None = None) -> Loss:
     def ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if not (target != ignore_index).any():
@@ -52,7 +68,10 @@ def build_loss(name: str, ignore_index: int, weights: torch.Tensor | None = None
     def dice(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return dice_loss(logits, target, ignore_index)
 
-    losses: dict[str, Loss] = {"ce": ce, "wce": ce, "dice": dice,
+    def ohem(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return ohem_cross_entropy(logits, target, ignore_index)
+
+    losses: dict[str, Loss] = {"ce": ce, "wce": ce, "dice": dice, "ohem": ohem,
                                "ce+dice": lambda logits, target: ce(logits, target) + dice(logits, target)}
     if name not in losses:
         raise ValueError(f"unknown loss {name!r}; choose from {', '.join(losses)}")

@@ -12,6 +12,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, get_worker_info
 
+from streamseg import cpu
 from streamseg.checkpoint import ModelInfo, load_state
 from streamseg.data import CamVid, DataError, EvalTransform
 from streamseg.models import resolve
@@ -183,8 +184,6 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     """float16 on CUDA; bfloat16 on a CPU that computes it natively (AMX / AVX512_BF16, where
     oneDNN's bf16 kernels beat float32); None (float32) on other CPUs, where bf16 is emulated
     and slower."""
-    from streamseg.backends.openvino_backend import native_bf16  # reads /proc/cpuinfo; imports no OpenVINO
-
     if device.type == "cuda":
         return torch.float16
-    return torch.bfloat16 if native_bf16() else None
+    return torch.bfloat16 if cpu.native_bf16() else None

@@ -13,7 +13,6 @@ No torch here: the CPU runtimes run without it.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,9 +23,10 @@ import numpy as np
 from .. import __version__
 from ..cache import exports_dir, in_cache
 from ..checkpoint import atomic_write, file_sha256
+from ..cpu import cpu_model, native_bf16
 from .base import Backend, BackendError
 from .onnx_backend import OnnxBackend, read_onnx_meta
-from .openvino_backend import OpenVinoBackend, native_bf16
+from .openvino_backend import OpenVinoBackend
 
 Log = Callable[[str], None]
 
@@ -35,16 +35,6 @@ Log = Callable[[str], None]
 class Candidate:
     name: str                        # "onnx fp32", "openvino bf16", "onnx int8", …
     make: Callable[[], Backend]
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def library_versions() -> dict[str, str]:

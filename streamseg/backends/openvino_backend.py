@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..cpu import native_bf16
 from ..threads import plan_threads
 from .base import Backend, BackendError
 from .onnx_backend import LABELS_NAME, OUTPUT_NAME, read_onnx_meta
@@ -28,7 +29,6 @@ from .onnx_backend import LABELS_NAME, OUTPUT_NAME, read_onnx_meta
 COMPILED_SHAPES = 4  # compiled models kept: a run meets two shapes; a long-lived caller may meet more
 INSTALL_HINT = "pip install 'streamseg[openvino]' (or `pip install openvino`)"
 PRECISIONS = ("auto", "fp32", "bf16")
-BF16_FLAGS = ("amx_bf16", "avx512_bf16")  # /proc/cpuinfo flags of CPUs with bf16 arithmetic
 
 
 def import_openvino():
@@ -37,24 +37,6 @@ def import_openvino():
     except ImportError:
         raise BackendError(f"the openvino backend needs OpenVINO, which is not installed: {INSTALL_HINT}") from None
     return openvino
-
-
-def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo (empty where there is none, e.g. macOS)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError:
-            return frozenset()
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            return frozenset(value.split())
-    return frozenset()
-
-
-def native_bf16(flags: frozenset[str] | None = None) -> bool:
-    return any(flag in (cpu_flags() if flags is None else flags) for flag in BF16_FLAGS)
 
 
 def pick_precision(asked: str, flags: frozenset[str] | None = None) -> str:
