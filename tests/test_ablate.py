@@ -5,8 +5,8 @@ from pathlib import Path
 
 import click
 import pytest
-
 from camvid_data import make_camvid
+
 from train import ablate
 
 TINY = {**ablate.BASE, "model": "unet", "epochs": 1, "batch_size": 2, "workers": 0, "crop_height": 32,

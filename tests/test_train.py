@@ -314,19 +314,39 @@ def test_split_specs_select_sequences_and_join_splits(tmp_path: Path) -> None:
         int((cv2.imread(str(root / "trainannot" / "0006R0_f002.png"), cv2.IMREAD_GRAYSCALE) != 11).sum())
 
 
-def test_bf16_autocast_only_where_the_cpu_has_it(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bf16_autocast_only_where_the_cpu_has_it_and_it_is_faster(data: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import streamseg.cpu as hardware
+    from train import setup
     from train.setup import autocast_dtype
     monkeypatch.setattr(hardware, "native_bf16", lambda: False)
     assert autocast_dtype(torch.device("cpu")) is None
     result = run_train("--model", "unet", "--data", data, "--out", tmp_path / "fp32", *TINY)
-    assert result.exit_code == 0 and "mixed precision" not in result.output
+    assert result.exit_code == 0 and "precision" not in result.output
     monkeypatch.setattr(hardware, "native_bf16", lambda: True)
     assert autocast_dtype(torch.device("cpu")) is torch.bfloat16
     assert autocast_dtype(torch.device("cuda")) is torch.float16
+    # Native bf16 only makes bf16 a candidate: the faster of the two timed precisions trains.
+    monkeypatch.setattr(setup, "step_seconds", lambda *a, **k: 1.0 if a[4] is None else 0.5)
     result = run_train("--model", "unet", "--data", data, "--out", tmp_path / "bf16", *TINY)
     assert result.exit_code == 0, result.output
+    assert "precision check on cpu: float32 1.00 s/step, bfloat16 0.50 s/step → bfloat16" in result.output
     assert "mixed precision: bfloat16 autocast on cpu" in result.output
     assert float(history(tmp_path / "bf16")[0]["train_loss"]) > 0
+    monkeypatch.setattr(setup, "step_seconds", lambda *a, **k: 1.0 if a[4] is None else 1.4)
+    result = run_train("--model", "unet", "--data", data, "--out", tmp_path / "slow-bf16", *TINY)
+    assert result.exit_code == 0 and "→ float32" in result.output and "mixed precision" not in result.output
     no_amp = run_train("--model", "unet", "--data", data, "--out", tmp_path / "off", *TINY, "--no-amp")
-    assert "mixed precision" not in no_amp.output
+    assert "precision" not in no_amp.output
+
+
+def test_timed_step_leaves_the_model_and_the_rng_alone() -> None:
+    from train.setup import step_seconds
+    net = torch.nn.Conv2d(3, 4, 1)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    torch.manual_seed(3)
+    expected = torch.rand(1)
+    torch.manual_seed(3)
+    seconds = step_seconds(net, lambda out, target: out.float().mean(), (2, 3, 8, 8), 4, torch.bfloat16, True)
+    assert seconds > 0 and torch.rand(1) == expected
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())

@@ -64,8 +64,9 @@ class TrainConfig:
                            "validation and every saved checkpoint; 0 = off.", min=0, max=1, max_open=True)
     patience: int = knob(0, "Early stopping: epochs without val mIoU gain (0 = off).", min=0)
     seed: int = knob(0, "Random seed.")
-    amp: bool = knob(True, "Mixed precision: float16 on CUDA, bfloat16 on a CPU with native bf16 "
-                           "(AMX / AVX512_BF16); other CPUs train in float32.")
+    amp: bool = knob(True, "Mixed precision: float16 on CUDA; on a CPU with native bf16 (AMX / AVX512_BF16), "
+                           "bfloat16 if a few timed steps show it faster than float32; other CPUs train in "
+                           "float32.")
     # channels_last: oneDNN's and cuDNN's fast convolution layout (issue 14: faster on CPU too).
     channels_last: bool = knob(True, "channels_last memory format.")
     init: str | None = knob(None, "Start from this streamseg checkpoint (mismatched head layers are "

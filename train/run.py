@@ -25,7 +25,8 @@ from .artefacts import remove_partial_files, save_epoch
 from .config import TrainConfig
 from .engine import train_one_epoch
 from .losses import Loss
-from .setup import (autocast_dtype, build_criterion, build_data, build_network, build_optimizer, lr_factor, model_info,
+from .setup import (autocast_dtype, build_criterion, build_data, build_network, build_optimizer,
+                    faster_cpu_precision, lr_factor, model_info,
                     seed_epoch, seed_everything, set_frozen, setup_distributed)
 from .state import RESUME_NAME, RunState, load_resume, set_rng_state
 
@@ -121,6 +122,14 @@ def build_run(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> 
     optimizer = build_optimizer(cfg, net)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, len(train_loader)))
     amp_dtype = autocast_dtype(device) if cfg.amp else None
+    if amp_dtype is torch.bfloat16:
+        amp_dtype, note = faster_cpu_precision(cfg, net, criterion, info.num_classes)
+        if world > 1:  # every rank trains in rank 0's choice
+            choice = [amp_dtype]
+            dist.broadcast_object_list(choice, src=0)
+            amp_dtype = choice[0]
+        if rank == 0:
+            print(note, flush=True)
     amp = amp_dtype is not None
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)  # bf16 needs no loss scaling
     if amp and rank == 0:
