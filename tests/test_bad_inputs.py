@@ -178,6 +178,15 @@ def test_stats_json_in_missing_folder_fails_before_any_work(model, tmp_path):
                     words=("--stats-json", "nodir", "does not exist"))
 
 
+def test_existing_stats_json_is_kept_without_overwrite(model, tmp_path):
+    clip = media.clip(tmp_path)
+    stats = tmp_path / "stats.json"
+    stats.write_text('{"mine": 1}')
+    refused_cleanly(tmp_path, clip, model, "-o", tmp_path / "out.mp4", "--stats-json", stats,
+                    words=("stats.json", "already exists", "--overwrite"))
+    assert stats.read_text() == '{"mine": 1}'
+
+
 def test_output_in_read_only_folder(model, tmp_path):
     clip = media.clip(tmp_path)
     with places.read_only_folder(tmp_path) as folder:

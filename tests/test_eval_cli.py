@@ -58,6 +58,17 @@ def reference_confusion(checkpoint: Path, data: Path, split: str) -> np.ndarray:
     return matrix
 
 
+def test_eval_json_is_not_replaced_without_overwrite(data: Path, checkpoint: Path, tmp_path: Path) -> None:
+    out = tmp_path / "mine.json"
+    out.write_text("kept")
+    refused = invoke("eval", "--model", checkpoint, "--data", data, "--json", out)
+    assert refused.exit_code == 1 and "already exists; pass --overwrite" in refused.output
+    assert out.read_text() == "kept"
+    replaced = invoke("eval", "--model", checkpoint, "--data", data, "--json", out, "--overwrite")
+    assert replaced.exit_code == 0, replaced.output
+    assert json.loads(out.read_text())["images"] > 0
+
+
 def test_eval_any_split_table_and_json(data: Path, checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "reports" / "test.json"  # parent folder created on demand
     result = invoke("eval", "--model", checkpoint, "--data", data, "--split", "test", "--json", out)

@@ -146,7 +146,7 @@ def exit_code(received: list[int]) -> int:
                    "or optical flow (flow, any source); auto: flow (faster and more accurate on CamSeq01, see README).")
 @click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
               help="Output video (default: NAME_seg.mp4 next to the input), or a folder for several inputs.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output video (and --stats-json file).")
 @view_options
 @click.option("--audio/--no-audio", default=True, show_default=True, help="Copy the input's audio unchanged.")
 @click.option("--save-masks", type=click.Path(file_okay=False, path_type=Path), default=None,
