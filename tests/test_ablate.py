@@ -28,7 +28,7 @@ def test_rows_train_once_and_tabulate_what_changed(tiny: None, tmp_path: Path) -
 
     text = ablate.table(runs)
     rows = {line.split(" | ")[0].strip("| "): line.split(" | ") for line in text.splitlines() if line.startswith("| ")}
-    assert rows["baseline"][1] == "—" and rows["baseline"][3] == "+0.0000"
+    assert rows["baseline"][1] == "—" and rows["baseline"][2] == "float32" and rows["baseline"][4] == "+0.0000"
     assert rows["loss-ce"][1] == "loss=ce"  # read from the run's saved config, not from ROWS
     assert "(not run)" in rows["batch-4"][1]
     assert "--model unet" in text and "--loss ce+dice" in text and "--out" not in text

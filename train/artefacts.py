@@ -72,15 +72,17 @@ def save_best_artefacts(out: Path, metrics: dict, model: nn.Module, val_set: Cam
     plot_predictions(predictions(model, val_set, device), info.palette, out / "predictions.png")
 
 
-def info_with_summary(info: ModelInfo, cfg: TrainConfig, epoch: int, metrics: dict, seconds: float) -> ModelInfo:
+def info_with_summary(info: ModelInfo, cfg: TrainConfig, epoch: int, metrics: dict, seconds: float,
+                      precision: str = "float32") -> ModelInfo:
+    # precision: what the steps ran in, which `amp` alone does not say (the CPU's bf16 is chosen by timing)
     summary = {"epoch": epoch, "val_mIoU": metrics["mIoU"], "val_pixel_accuracy": metrics["pixel_accuracy"],
-               "train_seconds": round(seconds, 1), "config": cfg.to_dict()}
+               "train_seconds": round(seconds, 1), "precision": precision, "config": cfg.to_dict()}
     return ModelInfo(**{**info.__dict__, "training": json_safe(summary)})
 
 
 def save_epoch(cfg: TrainConfig, out: Path, model: nn.Module, info: ModelInfo, state: RunState, metrics: dict,
                improved: bool, optimisation: tuple, val_set: CamVid, device: torch.device,
-               ema: nn.Module | None = None) -> None:
+               ema: nn.Module | None = None, precision: str = "float32") -> None:
     """Order matters for crash safety: artefacts first, the resume file last, so a
     resume file always describes an epoch whose artefacts are complete. With an EMA,
     the checkpoints hold the averaged weights (what was validated); the resume file
@@ -89,7 +91,7 @@ def save_epoch(cfg: TrainConfig, out: Path, model: nn.Module, info: ModelInfo, s
     net, model = model, (ema.module if ema is not None else model)
     write_history(out, state.history)
     plot_curves(out / "history.csv", out / "curves.png")
-    summary = info_with_summary(info, cfg, state.epoch, metrics, state.seconds)
+    summary = info_with_summary(info, cfg, state.epoch, metrics, state.seconds, precision)
     save_checkpoint(out / "last.safetensors", model, summary)
     if improved:
         save_checkpoint(out / "best.safetensors", model, summary)

@@ -54,6 +54,10 @@ class Run:
     amp_dtype: torch.dtype = torch.float16
 
     @property
+    def precision(self) -> str:
+        return str(self.amp_dtype).removeprefix("torch.") if self.amp else "float32"
+
+    @property
     def eval_net(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.net
 
@@ -232,7 +236,8 @@ def run_epoch(run: Run, model: nn.Module, epoch: int, state: RunState) -> dict:
     if is_main():
         log_epoch(row, stats, improved)
         save_epoch(cfg, run.out, run.net, run.info, state, metrics, improved,
-                   (run.optimizer, run.scheduler, run.scaler), run.val_set, run.device, ema=run.ema)
+                   (run.optimizer, run.scheduler, run.scaler), run.val_set, run.device, ema=run.ema,
+                   precision=run.precision)
     return metrics
 
 
