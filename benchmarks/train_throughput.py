@@ -111,7 +111,8 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.1f}; crop {defaults.crop_height}x{defaults.crop_width}, "
           f"batch {args.batch_size}, {args.workers} workers, {args.steps} steps after {args.warmup} warm-up")
     rows = []
-    # float32 in both memory layouts; bf16 autocast only where the CPU computes it natively (as training does).
+    # float32 in both memory layouts; bf16 autocast where the CPU computes it natively (training then keeps it
+    # only for the models it measures faster with, `train.setup.faster_cpu_precision`).
     variants = [("fp32 NCHW", False, None), ("fp32 channels_last", True, None)]
     if autocast_dtype(torch.device("cpu")) is not None:
         variants.append(("bf16 channels_last", True, torch.bfloat16))
