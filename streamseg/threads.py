@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 OTHER_STAGES_SHARE = 0.2   # decode+preprocess+postprocess+render+encode / all of a frame's single-thread CPU time
+_core_limit: int | None = None  # set by `limit_cores`
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,18 @@ def physical_cores() -> int:
     oversubscribes the FPU units and is slower for convolutions.
     """
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, usable // _threads_per_core())
+    cores = max(1, usable // _threads_per_core())
+    return min(cores, _core_limit) if _core_limit else cores
+
+
+def limit_cores(cores: float | None) -> None:
+    """Plan every later stage for at most `cores` (None or 0: the whole machine again).
+
+    For a process that owns only a share of the machine: a fleet worker is one
+    of several on a node, each given its CPUs by Ray, and planning for every
+    core in each of them would oversubscribe the node by the worker count."""
+    global _core_limit
+    _core_limit = max(1, int(cores)) if cores else None
 
 
 def plan_threads(cores: int | None = None, other_share: float = OTHER_STAGES_SHARE) -> ThreadPlan:

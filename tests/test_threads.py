@@ -63,3 +63,18 @@ def test_physical_cores_without_topology_counts_every_cpu(monkeypatch: pytest.Mo
     monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(6)), raising=False)
     monkeypatch.setattr(threads.Path, "read_text", unreadable)
     assert physical_cores() == 6
+
+
+def test_a_core_limit_caps_every_plan(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(threads.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    monkeypatch.setattr(threads, "_threads_per_core", lambda: 1)
+    try:
+        threads.limit_cores(2.0)  # a fleet worker's Ray share of an 8-core node
+        assert physical_cores() == 2 and plan_threads().inference == 2
+        threads.limit_cores(0.5)  # a fractional share still gets one thread
+        assert plan_threads().inference == 1
+        threads.limit_cores(16)   # a limit above the machine changes nothing
+        assert physical_cores() == 8
+    finally:
+        threads.limit_cores(None)
+    assert physical_cores() == 8

@@ -85,12 +85,13 @@ def test_one_epoch_writes_every_artefact(data: Path, tmp_path: Path, model: str,
     assert info.name == model and info.training["epoch"] == 1 and info.training["config"]["model"] == model
     assert net(torch.zeros(1, 3, 48, 64)).shape == (1, 11, 48, 64)
     payload = load_resume(str(out))
-    assert set(payload) == {"model", "optimizer", "scheduler", "scaler", "rng", "state", "config"}
+    assert set(payload) == {"model", "optimizer", "scheduler", "scaler", "rng", "state", "config", "precision"}
     assert payload["state"]["epoch"] == 1 and payload["config"]["model"] == model
 
 
 def test_resume_continues_exactly(data: Path, tmp_path: Path) -> None:
-    common = ["--model", "unet", "--data", data, *TINY, "--warmup-epochs", "1", "--rotate", "30"]
+    # --no-amp: two fresh runs time their precision choice apart, and may choose differently on a bf16 CPU
+    common = ["--model", "unet", "--data", data, *TINY, "--warmup-epochs", "1", "--rotate", "30", "--no-amp"]
     run_train(*common, "--out", tmp_path / "straight", "--epochs", "2")
     run_train(*common, "--out", tmp_path / "split", "--epochs", "1")
     # Only --resume and the new epoch count: everything else comes from the saved run.
@@ -276,7 +277,8 @@ def test_second_writer_to_a_run_dir_is_refused(data: Path, tmp_path: Path) -> No
 
 
 def test_ema_checkpoints_hold_the_average_and_resume_keeps_it(data: Path, tmp_path: Path) -> None:
-    common = ["--model", "unet", "--data", data, *TINY, "--ema", "0.5", "--lr", "0.01", "--warmup-epochs", "1"]
+    common = ["--model", "unet", "--data", data, *TINY, "--ema", "0.5", "--lr", "0.01", "--warmup-epochs", "1",
+              "--no-amp"]  # one precision for both runs (see test_resume_continues_exactly)
     run_train(*common, "--out", tmp_path / "straight", "--epochs", "2")
     run_train(*common, "--out", tmp_path / "split", "--epochs", "1")
     assert run_train("--resume", tmp_path / "split", "--epochs", "2").exit_code == 0
@@ -336,6 +338,12 @@ def test_bf16_autocast_only_where_the_cpu_has_it_and_it_is_faster(data: Path, tm
     monkeypatch.setattr(setup, "step_seconds", lambda *a, **k: 1.0 if a[4] is None else 1.4)
     result = run_train("--model", "unet", "--data", data, "--out", tmp_path / "slow-bf16", *TINY)
     assert result.exit_code == 0 and "→ float32" in result.output and "mixed precision" not in result.output
+    assert read_info(tmp_path / "slow-bf16" / "last.safetensors").training["precision"] == "float32"
+    # A resumed run keeps the precision it trained in (so it continues exactly), whatever a new timing says.
+    resumed = run_train("--resume", tmp_path / "bf16", "--epochs", "2")
+    assert resumed.exit_code == 0, resumed.output
+    assert "precision check" not in resumed.output and "mixed precision: bfloat16" in resumed.output
+    assert read_info(tmp_path / "bf16" / "last.safetensors").training["precision"] == "bfloat16"
     no_amp = run_train("--model", "unet", "--data", data, "--out", tmp_path / "off", *TINY, "--no-amp")
     assert "precision" not in no_amp.output
 

@@ -99,4 +99,5 @@ def save_epoch(cfg: TrainConfig, out: Path, model: nn.Module, info: ModelInfo, s
     save_resume(out, {"model": net.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                       "rng": rng_state(), "state": dataclasses.asdict(state), "config": cfg.to_dict(),
+                      "precision": precision,
                       **({"ema": ema.state_dict()} if ema is not None else {})})

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import fcntl
-
 import json
 import time
 from dataclasses import dataclass
@@ -25,9 +24,21 @@ from .artefacts import remove_partial_files, save_epoch
 from .config import TrainConfig
 from .engine import train_one_epoch
 from .losses import Loss
-from .setup import (autocast_dtype, build_criterion, build_data, build_network, build_optimizer,
-                    faster_cpu_precision, lr_factor, model_info,
-                    seed_epoch, seed_everything, set_frozen, setup_distributed)
+from .setup import (
+    autocast_dtype,
+    build_criterion,
+    build_data,
+    build_network,
+    build_optimizer,
+    faster_cpu_precision,
+    frozen_part,
+    lr_factor,
+    model_info,
+    seed_epoch,
+    seed_everything,
+    set_frozen,
+    setup_distributed,
+)
 from .state import RESUME_NAME, RunState, load_resume, set_rng_state
 
 
@@ -82,6 +93,8 @@ def train(cfg: TrainConfig) -> dict:
             state = resume(cfg.resume, run)
             if is_main():
                 remove_partial_files(run.out)
+        else:
+            settle_precision(run, None)
         best = fit(run, state)
         if world > 1:
             dist.barrier()  # rank 0 may still be writing artefacts
@@ -122,22 +135,13 @@ def build_run(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> 
         net = nn.SyncBatchNorm.convert_sync_batchnorm(net)  # same state-dict keys as BatchNorm
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
+    frozen_part(net, cfg.freeze)  # a wrong --freeze fails now, not after the set-up work
     criterion, _ = build_criterion(cfg, train_set)
     optimizer = build_optimizer(cfg, net)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, len(train_loader)))
-    amp_dtype = autocast_dtype(device) if cfg.amp else None
-    if amp_dtype is torch.bfloat16:
-        amp_dtype, note = faster_cpu_precision(cfg, net, criterion, info.num_classes)
-        if world > 1:  # every rank trains in rank 0's choice
-            choice = [amp_dtype]
-            dist.broadcast_object_list(choice, src=0)
-            amp_dtype = choice[0]
-        if rank == 0:
-            print(note, flush=True)
+    amp_dtype = autocast_dtype(device) if cfg.amp else None  # a candidate until `settle_precision`
     amp = amp_dtype is not None
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)  # bf16 needs no loss scaling
-    if amp and rank == 0:
-        print(f"mixed precision: {str(amp_dtype).removeprefix('torch.')} autocast on {device.type}", flush=True)
     # BatchNorm statistics are averaged too (use_buffers), so the EMA model evaluates as is.
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
     return Run(cfg, net, info, train_set, val_set, train_loader, val_loader, criterion, optimizer, scheduler,
@@ -160,10 +164,34 @@ def resume(spec: str, run: Run) -> RunState:
             run.ema.load_state_dict(payload["ema"])
         else:  # a run that had no EMA: start the average from the resumed weights
             run.ema = AveragedModel(run.net, multi_avg_fn=get_ema_multi_avg_fn(run.cfg.ema), use_buffers=True)
+    # Resume files older than the recorded precision trained in the candidate (bf16 wherever native).
+    settle_precision(run, payload.get("precision", run.precision))
     set_rng_state(payload["rng"])
     if is_main():
         print(f"resumed from {spec} at epoch {payload['state']['epoch']}", flush=True)
     return RunState(**payload["state"])
+
+
+def settle_precision(run: Run, saved: str | None) -> None:
+    """The autocast dtype the steps run in: a resumed run keeps the one it trained in (so it continues
+    exactly); a new run on a native-bf16 CPU keeps bfloat16 only where timed steps show it faster."""
+    if not run.cfg.amp:  # --no-amp, also on a resume of a run that had it
+        chosen = None
+    elif saved is not None:
+        chosen = None if saved == "float32" else getattr(torch, saved)
+    elif run.amp_dtype is torch.bfloat16 and run.amp:
+        chosen, note = faster_cpu_precision(run.cfg, run.net, run.criterion, run.info.num_classes)
+        if run.world > 1:  # every rank trains in rank 0's choice
+            box = [chosen]
+            dist.broadcast_object_list(box, src=0)
+            chosen = box[0]
+        if run.rank == 0:
+            print(note, flush=True)
+    else:
+        chosen = run.amp_dtype if run.amp else None
+    run.amp, run.amp_dtype = chosen is not None, chosen or torch.float16
+    if run.amp and run.rank == 0:
+        print(f"mixed precision: {run.precision} autocast on {run.device.type}", flush=True)
 
 
 def frozen_at(cfg: TrainConfig, epoch: int) -> bool:

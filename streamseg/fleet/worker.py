@@ -24,6 +24,7 @@ from ..pipeline import PipelineConfig, run
 from ..runtime import load_backend
 from ..source import VideoSource, open_source
 from ..stats import RunStats
+from ..threads import limit_cores
 from .manifest import Clip, Row, sweep_partials
 
 REPORT_EVERY_S = 0.25  # often enough for a live bar, rare enough to cost nothing next to a frame
@@ -94,6 +95,8 @@ class ClipWorker:
         # The progress actor by name, not by handle: a handle argument is kept in the object store,
         # and Ray warns that a restart fails if it is lost; a name is a plain value.
         self.config, self.progress = config, ray.get_actor(progress)
+        # This worker's CPUs from Ray, not the node's: each worker would otherwise plan threads for every core.
+        limit_cores(ray.get_runtime_context().get_assigned_resources().get("CPU"))
         model = config.model
         self.backend, self.reason = load_backend(model.model, model.backend, model.device,
                                                  batch=config.pipeline.batch, engines_dir=config.engines_dir)
