@@ -1,7 +1,7 @@
 """The pipeline: source → decode → [motion] → preprocess → batch/infer → postprocess → [propagate] → render → encode.
 
 Each stage runs on its own thread and hands frames to the next through a
-small bounded queue, so decoding, inference and encoding overlap (FFmpeg,
+small bounded queue (`queues.py`), so decoding, inference and encoding overlap (FFmpeg,
 OpenCV and PyTorch all release the GIL) while memory stays flat however long
 the video is. A single thread per stage keeps frames in order, and every
 decoded frame comes out exactly once. Live sources instead keep only the
@@ -18,12 +18,10 @@ Python API::
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from tqdm import tqdm
 
@@ -35,13 +33,12 @@ from .overlay import OverlayConfig, Renderer
 from .postprocess import Postprocessor, save_mask
 from .preprocess import PreprocessConfig, Preprocessor
 from .propagate import KeyframeSelector, PropagateConfig, Propagator, plan_motion
+from .queues import threaded, timed
 from .runtime import load_backend
 from .source import SourceError, VideoSource, open_source
 from .stats import RunStats, StageTimer
 from .threads import apply_opencv_threads, plan_threads
 
-T = TypeVar("T")
-_END = object()
 log = logging.getLogger("streamseg")
 
 
@@ -53,77 +50,6 @@ class PipelineConfig:
     queue_size: int = 4             # frames between two stages: enough to absorb jitter, little memory
     save_masks: Path | None = None  # write (H, W) class-id PNGs (palettised) here
     propagate: PropagateConfig = PropagateConfig()  # keyframe interval 1: the network on every frame
-
-
-class _Failure:
-    def __init__(self, error: BaseException) -> None:
-        self.error = error
-
-
-def threaded(items: Iterable[T], halt: threading.Event, maxsize: int,
-             on_drop: Callable[[], None] | None = None) -> Iterator[T]:
-    """Iterate `items` on a background thread and yield them here, through a bounded queue.
-
-    With `on_drop`, an item the consumer has not taken yet is replaced by the
-    next one (live sources: only the newest frame matters) and `on_drop` is called.
-    """
-    slots: queue.Queue = queue.Queue(maxsize)
-
-    def put(item: object, droppable: bool) -> None:
-        while not halt.is_set():
-            try:
-                slots.put(item, timeout=0.05)
-                return
-            except queue.Full:
-                if droppable and on_drop is not None:
-                    try:
-                        slots.get_nowait()
-                        on_drop()
-                    except queue.Empty:
-                        pass
-
-    def produce() -> None:
-        try:
-            for item in items:
-                put(item, droppable=True)
-                if halt.is_set():
-                    return
-            put(_END, droppable=False)
-        except BaseException as error:  # handed to the consumer, raised there
-            put(_Failure(error), droppable=False)
-
-    producer = threading.Thread(target=produce, daemon=True)
-    producer.start()
-    finished = False
-    try:
-        while not halt.is_set():
-            try:
-                item = slots.get(timeout=0.05)
-            except queue.Empty:
-                continue
-            if item is _END:
-                finished = True
-                return
-            if isinstance(item, _Failure):
-                raise item.error
-            yield item
-    finally:
-        if not finished:
-            # Closed early or failed: stop every stage, and wait for this one's thread so
-            # nobody closes a container while it is still decoding from it.
-            halt.set()
-            producer.join(timeout=30)
-
-
-def timed(items: Iterable[T], timer: StageTimer) -> Iterator[T]:
-    """Time how long each item takes to arrive (for generators doing the work lazily)."""
-    iterator = iter(items)
-    while True:
-        with timer.time():
-            item = next(iterator, _END)
-        if item is _END:
-            return
-        yield item
 
 
 def each(frames: Iterable[Frame], work: Callable[[Frame], None], timer: StageTimer) -> Iterator[Frame]:

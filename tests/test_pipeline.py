@@ -17,9 +17,10 @@ from streamseg.classes import CAMVID_PALETTE
 from streamseg.decode import Frame, coded, upright
 from streamseg.encode import VideoWriter
 from streamseg.overlay import VIEWS, OverlayConfig, Renderer
-from streamseg.pipeline import PipelineConfig, run, segment_frames, threaded
+from streamseg.pipeline import PipelineConfig, run, segment_frames
 from streamseg.postprocess import Postprocessor, save_mask
 from streamseg.preprocess import PreprocessConfig, Preprocessor, plan_geometry
+from streamseg.queues import threaded
 from streamseg.runtime import load_backend
 from streamseg.source import open_source
 from streamseg.stats import RESERVOIR, RunStats, StageTimer
