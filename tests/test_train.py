@@ -6,6 +6,7 @@ tests need real processes. Everything uses 32x32 crops, batch 2, `-j 0`.
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -16,10 +17,10 @@ from pathlib import Path
 import cv2
 import pytest
 import torch
+from camvid_data import COLOR_TABLE, RAW_CLASSES, make_camvid, make_camvid_color, valid_pixels
 from click.testing import CliRunner, Result
 from safetensors.torch import load_file
 
-from camvid_data import COLOR_TABLE, RAW_CLASSES, make_camvid, make_camvid_color, valid_pixels
 from streamseg.checkpoint import ModelInfo, load_checkpoint, read_info, save_checkpoint
 from streamseg.models import PretrainedWeightsError, backbones
 from train.__main__ import cli
@@ -296,13 +297,36 @@ def test_ema_checkpoints_hold_the_average_and_resume_keeps_it(data: Path, tmp_pa
         torch.testing.assert_close(split[key], saved[key], rtol=0, atol=1e-6)
 
 
+def test_ema_decay_ramps_up_from_zero() -> None:
+    from torch.optim.swa_utils import AveragedModel
+
+    from train.setup import ramped_ema
+    net = torch.nn.Linear(1, 1, bias=False)
+    torch.nn.init.zeros_(net.weight)
+    ema = AveragedModel(net, multi_avg_fn=ramped_ema(0.99), use_buffers=True)
+    ema.update_parameters(net)  # the first update copies: the average starts at 0
+    with torch.no_grad():
+        net.weight.fill_(1.0)
+    ema.update_parameters(net)
+    # Update 1 uses decay 0.99 (1 - e^(-1/20)) = 0.0483: the average moves 95% of the way, where a
+    # fixed 0.99 would move 1% and keep the starting weights for hundreds of steps.
+    assert ema.module.weight.item() == pytest.approx(1 - 0.99 * (1 - math.exp(-1 / 20)), rel=1e-5)
+    for _ in range(300):  # the ramp is over: the full decay applies
+        ema.update_parameters(net)
+    with torch.no_grad():
+        net.weight.fill_(2.0)
+    before = ema.module.weight.item()
+    ema.update_parameters(net)
+    assert ema.module.weight.item() - before == pytest.approx(0.01 * (2.0 - before), rel=1e-3)
+
+
 def test_split_specs_select_sequences_and_join_splits(tmp_path: Path) -> None:
     from streamseg.data import DataError, find_pairs
     root = make_camvid(tmp_path / "camvid", {"train": 4, "val": 2})
     for i, prefix in enumerate(["0001TP", "0001TP", "0006R0", "0016E5"]):  # sequence prefixes, as CamVid names
         for folder in ("train", "trainannot"):
             (root / folder / f"f{i:03d}.png").rename(root / folder / f"{prefix}_f{i:03d}.png")
-    names = lambda spec: [image.name for image, _ in find_pairs(root, spec)]  # noqa: E731
+    names = lambda spec: [image.name for image, _ in find_pairs(root, spec)]
     assert names("train:0006R0") == ["0006R0_f002.png"]
     assert names("train:0001TP,0016E5") == ["0001TP_f000.png", "0001TP_f001.png", "0016E5_f003.png"]
     assert len(names("train+val")) == 6 and names("train:0016E5+val")[0] == "0016E5_f003.png"

@@ -60,8 +60,9 @@ class TrainConfig:
     # None keeps the architecture's paper default
     dropout: float | None = knob(None, "Override the architecture's dropout probability.", min=0, max=1,
                                  max_open=True)
-    ema: float = knob(0.0, "Exponential moving average of the weights (decay per step, e.g. 0.999), used for "
-                           "validation and every saved checkpoint; 0 = off.", min=0, max=1, max_open=True)
+    ema: float = knob(0.0, "Exponential moving average of the weights (decay per step, e.g. 0.999, ramped up "
+                           "from 0 over the first steps), used for validation and every saved checkpoint; "
+                           "0 = off.", min=0, max=1, max_open=True)
     patience: int = knob(0, "Early stopping: epochs without val mIoU gain (0 = off).", min=0)
     seed: int = knob(0, "Random seed.")
     amp: bool = knob(True, "Mixed precision: float16 on CUDA; on a CPU with native bf16 (AMX / AVX512_BF16), "

@@ -12,7 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
 from streamseg.checkpoint import ModelInfo
@@ -34,6 +34,7 @@ from .setup import (
     frozen_part,
     lr_factor,
     model_info,
+    ramped_ema,
     seed_epoch,
     seed_everything,
     set_frozen,
@@ -143,7 +144,7 @@ def build_run(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> 
     amp = amp_dtype is not None
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)  # bf16 needs no loss scaling
     # BatchNorm statistics are averaged too (use_buffers), so the EMA model evaluates as is.
-    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema), use_buffers=True) if cfg.ema else None
+    ema = AveragedModel(net, multi_avg_fn=ramped_ema(cfg.ema), use_buffers=True) if cfg.ema else None
     return Run(cfg, net, info, train_set, val_set, train_loader, val_loader, criterion, optimizer, scheduler,
                scaler, device, amp, out, rank, world, ema, amp_dtype or torch.float16)
 
@@ -163,7 +164,7 @@ def resume(spec: str, run: Run) -> RunState:
         if "ema" in payload:
             run.ema.load_state_dict(payload["ema"])
         else:  # a run that had no EMA: start the average from the resumed weights
-            run.ema = AveragedModel(run.net, multi_avg_fn=get_ema_multi_avg_fn(run.cfg.ema), use_buffers=True)
+            run.ema = AveragedModel(run.net, multi_avg_fn=ramped_ema(run.cfg.ema), use_buffers=True)
     # Resume files older than the recorded precision trained in the candidate (bf16 wherever native).
     settle_precision(run, payload.get("precision", run.precision))
     set_rng_state(payload["rng"])

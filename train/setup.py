@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 from torch.utils.data import DataLoader, DistributedSampler, Sampler, get_worker_info
 
 from streamseg import cpu
@@ -197,6 +198,21 @@ def autocast_dtype(device: torch.device) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.float16
     return torch.bfloat16 if cpu.native_bf16() else None
+
+
+def ramped_ema(decay: float):
+    """`AveragedModel`'s update for an EMA whose decay ramps up from 0 (as Ultralytics' ModelEMA):
+    decay · (1 − exp(−n / τ)) at update n, τ a fifth of the average's horizon 1 / (1 − decay).
+
+    A fixed decay keeps decay^n of the starting weights in the average: from scratch, 16% of the
+    random initialisation after 180 steps at 0.99, which measured val mIoU 0.027 against the raw
+    model's 0.313 (docs/results/README.md). With the ramp the average follows the model early on
+    and averages over its full horizon once the weights have settled."""
+    tau = 0.2 / (1 - decay)
+
+    def update(ema_params: list[torch.Tensor], params: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
+        get_ema_multi_avg_fn(decay * (1 - math.exp(-float(num_averaged) / tau)))(ema_params, params, num_averaged)
+    return update
 
 
 BF16_MARGIN = 0.9  # bf16 autocast is kept only if its step takes under 90% of float32's
