@@ -148,9 +148,11 @@ def check_outputs(outputs: list[Path], overwrite: bool, encode: EncodeConfig, st
     check_codec(encode.codec)
     for path in outputs:
         check_writable(path, overwrite)
-    if stats_json is not None and not stats_json.parent.is_dir():
+    if stats_json is None:
+        return
+    if not stats_json.parent.is_dir():
         raise EncodeError(f"--stats-json folder {stats_json.parent} does not exist")
-    if stats_json is not None and stats_json.exists() and not overwrite:
+    if stats_json.exists() and not overwrite:
         raise EncodeError(f"--stats-json {stats_json} already exists; pass --overwrite to replace it")
 
 
