@@ -19,7 +19,7 @@ from .checkpoint import shipped_weights
 # in `streamseg.models.list_models()` order: the presets first.
 TABLE: tuple[tuple[str, str, str, str, int, int], ...] = (
     ("fcn", "fcn8s", "FCN", "mobilenet_v3_large", 5254873, 2326643040),
-    ("unet", "unet", "UNet", "classic", 491963, 4676935680),
+    ("unet", "unet", "UNet", "mobilenet_v3_large", 4532907, 5688987360),
     ("deeplab", "deeplabv3plus", "DeepLab", "mobilenet_v3_large", 3744155, 4187437920),
     ("fcn32s", "fcn32s", "FCN", "resnet18", 12425547, 13192304640),
     ("fcn16s", "fcn16s", "FCN", "resnet18", 12428374, 13196190720),

@@ -77,7 +77,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory):
     from streamseg.checkpoint import ModelInfo, save_checkpoint
 
     torch.manual_seed(0)
-    info = ModelInfo.for_model("unet", options={"base_channels": 4, "depth": 2}, input_size=(48, 64))
+    info = ModelInfo.for_model("unet", options={"encoder": "classic", "base_channels": 4, "depth": 2}, input_size=(48, 64))
     return save_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors", info.build(), info)
 
 

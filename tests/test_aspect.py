@@ -101,7 +101,7 @@ def test_default_segments_16_9_at_its_own_aspect_ratio_without_a_pad_class(sky_c
 @pytest.fixture(scope="module")
 def small_unet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    info = ModelInfo.for_model("unet", options={"base_channels": 4, "depth": 2}, input_size=TRAINED)
+    info = ModelInfo.for_model("unet", options={"encoder": "classic", "base_channels": 4, "depth": 2}, input_size=TRAINED)
     return save_checkpoint(tmp_path_factory.mktemp("model") / "small.safetensors", info.build(), info)
 
 

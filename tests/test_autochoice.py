@@ -18,7 +18,7 @@ from streamseg.runtime import load_backend
 @pytest.fixture(scope="module")
 def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    info = ModelInfo.for_model("unet", options={"base_channels": 4, "depth": 2}, input_size=(48, 64))
+    info = ModelInfo.for_model("unet", options={"encoder": "classic", "base_channels": 4, "depth": 2}, input_size=(48, 64))
     folder = tmp_path_factory.mktemp("auto")
     checkpoint = save_checkpoint(folder / "tiny.safetensors", info.build(), info)
     return cache_onnx(checkpoint, folder / "engines" / "tiny.onnx", log=lambda _: None)

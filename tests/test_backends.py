@@ -37,7 +37,7 @@ def one_torch_thread():
 @pytest.fixture
 def checkpoint(tmp_path: Path) -> Path:
     torch.manual_seed(0)
-    info = ModelInfo.for_model("unet", options={"base_channels": 4, "depth": 2}, input_size=SIZE)
+    info = ModelInfo.for_model("unet", options={"encoder": "classic", "base_channels": 4, "depth": 2}, input_size=SIZE)
     return save_checkpoint(tmp_path / "tiny.safetensors", info.build(), info)
 
 

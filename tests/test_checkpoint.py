@@ -27,7 +27,7 @@ from streamseg.checkpoint import (
 )
 from streamseg.models import build_model
 
-TINY = {"base_channels": 4, "depth": 2}
+TINY = {"encoder": "classic", "base_channels": 4, "depth": 2}
 
 
 def _trained_looking(model: torch.nn.Module) -> torch.nn.Module:
@@ -91,7 +91,7 @@ def test_metadata_survives(tmp_path: Path) -> None:
     assert read_info(path) == info
     _, loaded_info = load_checkpoint(path)
     assert loaded_info.num_classes == 3
-    assert loaded_info.arch == "unet" and loaded_info.options == {"base_channels": 4, "depth": 2}
+    assert loaded_info.arch == "unet" and loaded_info.options == {"encoder": "classic", "base_channels": 4, "depth": 2}
     assert loaded_info.training["best"] == {"epoch": 71, "miou": 0.62}
 
 
@@ -145,7 +145,7 @@ def test_other_class_count_names_the_mismatch(tmp_path: Path) -> None:
 def test_other_architecture_names_the_mismatch(tmp_path: Path) -> None:
     unet = build_model("unet", **TINY)
     deeper = save_checkpoint(tmp_path / "deeper.safetensors", unet,
-                             ModelInfo.for_model("unet", options={"base_channels": 4, "depth": 3}))
+                             ModelInfo.for_model("unet", options={"encoder": "classic", "base_channels": 4, "depth": 3}))
     with pytest.raises(CheckpointError, match=r"does not match the architecture .*missing: encoder\.levels\.3"):
         load_checkpoint(deeper)
     other = save_checkpoint(tmp_path / "other.safetensors", unet, ModelInfo.for_model("deeplab"))

@@ -35,7 +35,7 @@ def test_models_lists_the_presets() -> None:
     table = _table(["models"])
     assert list(table) == list(PRESETS)
     assert table["fcn"][:4] == ["fcn", "fcn8s", "FCN", "mobilenet_v3_large"]
-    assert table["unet"][:4] == ["unet", "unet", "UNet", "classic"]
+    assert table["unet"][:4] == ["unet", "unet", "UNet", "mobilenet_v3_large"]
     assert table["deeplab"][:4] == ["deeplab", "deeplabv3plus", "DeepLab", "mobilenet_v3_large"]
     for row in table.values():
         params, gflops, weights = row[4:]

@@ -24,7 +24,7 @@ from streamseg.export.evaluate import evaluate_miou
 from streamseg.metrics import metrics_from_confusion
 from train.__main__ import cli as train_cli
 
-TINY_UNET = {"base_channels": 4, "depth": 2}
+TINY_UNET = {"encoder": "classic", "base_channels": 4, "depth": 2}
 
 
 @pytest.fixture(scope="module")

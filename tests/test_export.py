@@ -40,7 +40,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     backends would be luck; this one's predictions are decisive except at the
     band edges, which is what a real checkpoint looks like."""
     torch.manual_seed(0)
-    info = ModelInfo.for_model("unet", options={"base_channels": 4, "depth": 2}, input_size=(48, 64))
+    info = ModelInfo.for_model("unet", options={"encoder": "classic", "base_channels": 4, "depth": 2}, input_size=(48, 64))
     images = to_batch(load_frames(SAMPLE, 8), info, info.input_size)
     labels = brightness_labels(images)
     model = info.build().train()

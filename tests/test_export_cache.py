@@ -22,7 +22,7 @@ def cli(*args: str):
 def checkpoint_at(path: Path, seed: int) -> Path:
     torch.manual_seed(seed)
     path.parent.mkdir(parents=True, exist_ok=True)
-    info = ModelInfo.for_model("unet", options={"base_channels": 4, "depth": 2}, input_size=(48, 64))
+    info = ModelInfo.for_model("unet", options={"encoder": "classic", "base_channels": 4, "depth": 2}, input_size=(48, 64))
     return save_checkpoint(path, info.build(), info)
 
 

@@ -42,11 +42,13 @@ CASES = [
     case("deeplabv3", TINY, backbone="resnet101", output_stride=16),
     case("deeplabv3plus", ODD, output_stride=8),
     case("deeplabv3plus", TINY, backbone="resnet50", output_stride=16),
-    # UNet width / depth extremes, and a ResNet encoder.
-    case("unet", ODD, base_channels=4, depth=1),
-    case("unet", ODD, base_channels=4, depth=5),
-    case("unet", ODD, base_channels=16, depth=2),
+    # UNet width / depth extremes, the classic encoder the preset leaves out, and a ResNet encoder.
+    case("unet", ODD, encoder="classic", base_channels=8, depth=4),
+    case("unet", ODD, encoder="classic", base_channels=4, depth=1),
+    case("unet", ODD, encoder="classic", base_channels=4, depth=5),
+    case("unet", ODD, encoder="classic", base_channels=16, depth=2),
     case("unet", ODD, encoder="resnet18"),
+    case("unet", ODD, encoder="resnet18", base_channels=2),
 ]
 
 
@@ -122,7 +124,7 @@ def test_presets_are_the_trained_configurations() -> None:
     # Training jobs and shipped checkpoints depend on these exact settings.
     assert PRESETS == {
         "fcn": ("fcn8s", {"backbone": "mobilenet_v3_large"}),
-        "unet": ("unet", {"base_channels": 8, "depth": 4}),
+        "unet": ("unet", {"encoder": "mobilenet_v3_large", "base_channels": 8}),
         "deeplab": ("deeplabv3plus", {"backbone": "mobilenet_v3_large", "output_stride": 16}),
     }
     assert list_models()[:3] == ["fcn", "unet", "deeplab"]
@@ -133,7 +135,7 @@ def test_presets_are_the_trained_configurations() -> None:
 # layer would make every checkpoint trained so far unloadable.
 STATE_FINGERPRINTS = {
     "fcn": (326, "a59419cf35e7083c422e816ba71aa783"),
-    "unet": (110, "e746e3c2a4dedfd776e8691a2f34ba29"),
+    "unet": (358, "24074d77e9277b8d9b3433c75731ebf3"),
     "deeplab": (390, "13c632a0b03a5e3449948c4373118e9c"),
 }
 
@@ -146,7 +148,7 @@ def test_preset_state_dict_keys_are_stable(name: str) -> None:
 
 
 def test_default_is_eleven_camvid_classes() -> None:
-    model = build_model("unet", base_channels=4, depth=2).eval()
+    model = build_model("unet", encoder="classic", base_channels=4, depth=2).eval()
     with torch.no_grad():
         assert model(torch.randn(1, 3, 40, 56)).shape == (1, 11, 40, 56)
 
@@ -173,7 +175,7 @@ def test_resolve_takes_any_case_and_suggests_the_closest_name() -> None:
     ("deeplabv3", {"output_stride": 32}, ["8", "16"]),
     ("deeplabv3", {"backbone": "vgg16"}, ["32"]),
     ("unet", {"encoder": "vgg"}, ["classic", "resnet18"]),
-    ("unet", {"depth": 0}, ["1..6"]),
+    ("unet", {"encoder": "classic", "depth": 0}, ["1..6"]),
 ])
 def test_bad_name_or_option_names_the_choices(name: str, options: dict, named: list[str]) -> None:
     with pytest.raises(ValueError) as error:
@@ -186,7 +188,7 @@ def test_bad_name_or_option_names_the_choices(name: str, options: dict, named: l
 
 def test_classic_unet_has_no_pretrained_weights() -> None:
     with pytest.raises(ValueError, match="encoder='resnet18'"):
-        build_model("unet", pretrained_backbone=True)
+        build_model("unet", encoder="classic", pretrained_backbone=True)
 
 
 # --- ImageNet weights offline ---------------------------------------------------------------------

@@ -29,7 +29,7 @@ SAPPHIRE_RAPIDS = AVX2_ONLY | {"avx512f", "avx512_bf16", "amx_bf16", "amx_tile"}
 @pytest.fixture(scope="module")
 def onnx_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     torch.manual_seed(0)
-    info = ModelInfo.for_model("unet", options={"base_channels": 4, "depth": 2}, input_size=SIZE)
+    info = ModelInfo.for_model("unet", options={"encoder": "classic", "base_channels": 4, "depth": 2}, input_size=SIZE)
     folder = tmp_path_factory.mktemp("ov")
     checkpoint = save_checkpoint(folder / "tiny.safetensors", info.build(), info)
     return cache_onnx(checkpoint, folder / "engines" / "tiny.onnx", log=lambda _: None)

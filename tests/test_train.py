@@ -24,6 +24,7 @@ from safetensors.torch import load_file
 from streamseg.checkpoint import ModelInfo, load_checkpoint, read_info, save_checkpoint
 from streamseg.models import PretrainedWeightsError, backbones
 from train.__main__ import cli
+from train.setup import init_from
 from train.state import RESUME_NAME, load_resume
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -164,6 +165,20 @@ def test_init_into_other_class_count_reinitialises_head(data: Path, color_data: 
     assert sum(map(sum, metrics["confusion_matrix"])) == valid_pixels(color_data, "val")
 
 
+def test_init_carries_a_shared_backbone_across_architectures(tmp_path: Path) -> None:
+    # The shipped unet starts from the shipped fcn's MobileNetV3: same backbone, other decoder.
+    start = save_random(tmp_path / "fcn.safetensors", "fcn")
+    torch.manual_seed(0)
+    model = ModelInfo.for_model("unet").build()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    skipped = init_from(model, str(start))
+    fcn, after = load_file(start), model.state_dict()
+    backbone = [k for k in fcn if k.startswith("backbone.")]
+    assert backbone and all(torch.equal(after[f"encoder.{k}"], fcn[k]) for k in backbone)
+    assert skipped and all(k.startswith(("decoder.", "classifier.")) for k in skipped)
+    assert all(torch.equal(after[k], before[k]) for k in skipped)  # the new decoder stays as built
+
+
 def test_color_layout_grouped_to_eleven_classes(color_data: Path, tmp_path: Path) -> None:
     result = run_train("--model", "unet", "--data", color_data, "--out", tmp_path / "c11", *TINY)
     assert result.exit_code == 0, result.output
@@ -185,10 +200,21 @@ def test_freeze_backbone_then_unfreeze(data: Path, tmp_path: Path) -> None:
     assert any(not torch.equal(unfrozen[k], initial[k]) for k in initial)
 
 
-def test_early_stopping(data: Path, tmp_path: Path) -> None:
-    # lr 0: val mIoU never improves after epoch 1, so patience 1 stops after epoch 2.
+def test_early_stopping(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every epoch scores what epoch 1 scored (lr 0 is not enough: BatchNorm statistics
+    # still move), so val mIoU never improves after epoch 1 and patience 1 stops after epoch 2.
+    import train.run
+    first: list = []
+    real = train.run.evaluate
+
+    def as_epoch_one(*args, **kwargs):
+        if not first:
+            first.append(real(*args, **kwargs))
+        return first[0]
+
+    monkeypatch.setattr(train.run, "evaluate", as_epoch_one)
     result = run_train("--model", "unet", "--data", data, "--out", tmp_path / "es", *TINY, "--epochs", "5",
-                       "--patience", "1", "--lr", "0")
+                       "--patience", "1")
     assert result.exit_code == 0 and "early stop" in result.output
     assert [r["epoch"] for r in history(tmp_path / "es")] == ["1", "2"]
 
@@ -333,7 +359,8 @@ def test_split_specs_select_sequences_and_join_splits(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="no frame .* starts with Seq05VD"):
         find_pairs(root, "train:Seq05VD")
     out = tmp_path / "run"
-    result = run_train("--model", "unet", "--data", root, "--out", out, *TINY, "-b", "1",
+    # -b 2: a MobileNetV3's stride-32 map of a 32x32 crop is 1x1, and BatchNorm needs 2 values to train.
+    result = run_train("--model", "unet", "--data", root, "--out", out, *TINY, "-b", "2",
                        "--train-split", "train:0001TP,0016E5", "--val-split", "train:0006R0")
     assert result.exit_code == 0, result.output
     assert sum(map(sum, json.loads((out / "metrics.json").read_text())["confusion_matrix"])) == \

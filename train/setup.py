@@ -129,10 +129,25 @@ def build_network(cfg: TrainConfig, info: ModelInfo) -> nn.Module:
     return model
 
 
+def _backbone_part(key: str) -> str | None:
+    """`encoder.backbone.body.3.0.weight` and `backbone.body.3.0.weight` → `body.3.0.weight`."""
+    _, found, rest = key.partition("backbone.")
+    return rest if found else None
+
+
 def init_from(model: nn.Module, path: str) -> list[str]:
-    """Load our own checkpoint's weights where shapes match (a new head stays random)."""
+    """Load our own checkpoint's weights where shapes match (a new head stays random).
+
+    Backbone tensors also carry across architectures that share a backbone (an
+    fcn's MobileNetV3 into a MobileNetV3 UNet), matched by their name inside it.
+    """
     own = model.state_dict()
     state = load_state(path)
+    by_backbone = {part: v for k, v in state.items() if (part := _backbone_part(k))}
+    for key in own.keys() - state.keys():
+        part = _backbone_part(key)
+        if part in by_backbone:
+            state[key] = by_backbone[part]
     usable = {k: v.to(own[k].dtype) for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(usable, strict=False)
     skipped = sorted(set(own) - set(usable))

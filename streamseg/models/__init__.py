@@ -31,7 +31,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
 # 2-core CPU at 360x480 and to train from scratch on CPU (see README).
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
     "fcn": ("fcn8s", {"backbone": "mobilenet_v3_large"}),
-    "unet": ("unet", {"base_channels": 8, "depth": 4}),
+    "unet": ("unet", {"encoder": "mobilenet_v3_large", "base_channels": 8}),
     "deeplab": ("deeplabv3plus", {"backbone": "mobilenet_v3_large", "output_stride": 16}),
 }
 

@@ -13,7 +13,7 @@ import torch
 
 from streamseg.checkpoint import ModelInfo, save_checkpoint
 
-TINY = {"base_channels": 4, "depth": 2}
+TINY = {"encoder": "classic", "base_channels": 4, "depth": 2}
 
 
 def tiny_info(classes: tuple[str, ...] | None = None) -> ModelInfo:
