@@ -13,7 +13,8 @@ from train.report import END, START, command_line, results_markdown, splice_read
 def test_command_line_round_trips_through_the_cli() -> None:
     from train.__main__ import cli
 
-    config = TrainConfig(model="unet", epochs=3, lr=0.01, hflip=False, loss="ce+dice", resume="runs/x")
+    config = TrainConfig(model="unet", epochs=3, lr=0.01, hflip=False, loss="ce+dice", resume="runs/x",
+                         model_option=("encoder=classic", "depth=3"))
     line = command_line(config.to_dict())
     assert line.startswith("python -m train ") and "--resume" not in line
     ctx = cli.make_context("train", line.split()[3:])

@@ -179,6 +179,38 @@ def test_init_carries_a_shared_backbone_across_architectures(tmp_path: Path) -> 
     assert all(torch.equal(after[k], before[k]) for k in skipped)  # the new decoder stays as built
 
 
+def test_model_options_reach_the_builder_and_the_checkpoint(data: Path, tmp_path: Path) -> None:
+    # The paper's UNet, which the unet preset no longer is, from the command line.
+    out = tmp_path / "classic"
+    result = run_train("--model", "unet", "--data", data, "--out", out, *TINY, "--model-option", "encoder=classic",
+                       "--model-option", "base_channels=4", "--model-option", "depth=2")
+    assert result.exit_code == 0, result.output
+    info = read_info(out / "last.safetensors")
+    assert info.options == {"encoder": "classic", "base_channels": 4, "depth": 2}
+    assert info.training["config"]["model_option"] == ["encoder=classic", "base_channels=4", "depth=2"]
+    resumed = run_train("--resume", out, "--epochs", "2")  # the saved options come back from the resume file
+    assert resumed.exit_code == 0, resumed.output
+    assert read_info(out / "last.safetensors").options == info.options
+
+
+@pytest.mark.parametrize("option, message", [
+    ("width=3", "unet has no option 'width'; choose from"),
+    ("depth", "--model-option 'depth': expected KEY=VALUE"),
+])
+def test_bad_model_option_is_one_line(data: Path, tmp_path: Path, option: str, message: str) -> None:
+    result = run_train("--model", "unet", "--data", data, "--out", tmp_path / "bad", *TINY, "--model-option", option)
+    assert result.exit_code == 1 and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_model_option_values_are_typed() -> None:
+    from train.setup import parse_option
+    assert parse_option("base_channels=12") == ("base_channels", 12)
+    assert parse_option("dropout=0.1") == ("dropout", 0.1)
+    assert parse_option("pretrained_backbone=True") == ("pretrained_backbone", True)
+    assert parse_option(" encoder = resnet18 ") == ("encoder", "resnet18")
+
+
 def test_color_layout_grouped_to_eleven_classes(color_data: Path, tmp_path: Path) -> None:
     result = run_train("--model", "unet", "--data", color_data, "--out", tmp_path / "c11", *TINY)
     assert result.exit_code == 0, result.output

@@ -14,6 +14,7 @@ from click.core import ParameterSource
 
 from .config import TrainConfig
 
+
 def click_type(kind: Any, meta: Mapping[str, Any]) -> Any:
     """The click parameter type of a TrainConfig field: its Literal's choices, its range, or its type."""
     if typing.get_origin(kind) in (typing.Union, types.UnionType):  # X | None: the flag takes an X
@@ -32,6 +33,8 @@ def _option(field: dataclasses.Field) -> Callable:
     if kind is bool:
         return click.option(f"--{name}/--no-{name}", default=field.default, show_default=True, help=meta["help"])
     flags = [f"--{name}"] + ([meta["alias"]] if meta["alias"] else [])
+    if typing.get_origin(kind) is tuple:  # tuple[str, ...]: a repeatable flag
+        return click.option(*flags, field.name, multiple=True, default=field.default, help=meta["help"])
     return click.option(*flags, field.name, type=click_type(kind, meta), default=field.default, show_default=True,
                         help=meta["help"])
 

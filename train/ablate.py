@@ -29,6 +29,8 @@ BASE = {"model": "fcn", "epochs": 4, "lr": 2e-3, "batch_size": 8, "workers": 1, 
         "crop_width": 192, "scale_min": 0.5, "scale_max": 1.75, "hflip": True, "rotate": 10.0, "color_jitter": 0.2,
         "ema": 0.0, "seed": 1, "amp": False, "channels_last": True, "threads": 1}
 
+CLASSIC_UNET = ("encoder=classic", "base_channels=8", "depth=4")
+
 # Most telling first, so a cut-short campaign still answers the main questions.
 ROWS: tuple[tuple[str, dict], ...] = (
     ("baseline", {}),
@@ -47,8 +49,9 @@ ROWS: tuple[tuple[str, dict], ...] = (
     ("ema-0.99", {"ema": 0.99}),  # a horizon of ~100 steps: about 2 of the 4 short epochs
     # float32 vs bfloat16 autocast, on unet: the preset that trains faster in bf16 on an AMX core, so
     # `--amp` picks it there (the table's precision column says what each run used).
-    ("unet-float32", {"model": "unet"}),
-    ("unet-amp", {"model": "unet", "amp": True}),
+    # The rows ran on the classic UNet (8 base channels, depth 4), the unet preset of the time.
+    ("unet-float32", {"model": "unet", "model_option": CLASSIC_UNET}),
+    ("unet-amp", {"model": "unet", "model_option": CLASSIC_UNET, "amp": True}),
     # Not a knob: the baseline trained without 0006R0 and validated on it, a sequence it has never seen.
     ("sequence-disjoint", {"train_split": "train:0001TP,0016E5", "val_split": "train:0006R0"}),
 )
@@ -132,6 +135,8 @@ NOTES = """
 - *precision*: what the training steps ran in. `--amp` on a CPU with native bf16 picks bfloat16 only where
   a few timed steps show it faster than float32 for that model.
 - *seed-2* repeats the baseline with another seed: a Δ smaller than its Δ is noise.
+- *unet-float32*, *unet-amp* ran on the classic UNet (8 base channels, depth 4: the `unet` preset until
+  2026-11-29; since then `--model-option encoder=classic --model-option base_channels=8 --model-option depth=4`).
 - *sequence-disjoint* is validated on 0006R0, not on val: its Δ is how much val (a sequence that 204 of the
   367 train frames share) flatters the recipe, not the effect of a knob.
 """

@@ -57,6 +57,8 @@ class TrainConfig:
     vflip: bool = knob(False, "Random vertical flips.")                  # off: road scenes have a fixed "up"
     rotate: float = knob(10.0, "Max random rotation (degrees, 0 = off).", min=0, max=180)
     color_jitter: float = knob(0.2, "Colour jitter strength (0 = off).", min=0, max=1)
+    model_option: tuple[str, ...] = knob((), "A builder option of --model as KEY=VALUE, repeatable (e.g. "
+                                              "encoder=classic, base_channels=12; see `streamseg models --all`).")
     # None keeps the architecture's paper default
     dropout: float | None = knob(None, "Override the architecture's dropout probability.", min=0, max=1,
                                  max_open=True)

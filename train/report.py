@@ -42,6 +42,8 @@ def command_line(config: dict) -> str:
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
             parts.append(flag if value else f"--no-{key.replace('_', '-')}")
+        elif isinstance(value, (list, tuple)):  # a repeatable flag (JSON makes tuples lists)
+            parts.extend(f"{flag} {item}" for item in value)
         else:
             parts.append(f"{flag} {value}")
     return " ".join(parts)

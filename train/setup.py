@@ -7,6 +7,7 @@ import os
 import random
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
@@ -111,8 +112,25 @@ def build_criterion(cfg: TrainConfig, train_set: CamVid):
     return build_loss(cfg.loss, train_set.ignore_index, weights), weights
 
 
+def parse_option(text: str) -> tuple[str, Any]:
+    """`base_channels=12` → ("base_channels", 12): numbers and true/false typed, anything else a string."""
+    key, found, value = text.partition("=")
+    if not found or not key.strip():
+        raise ValueError(f"--model-option {text!r}: expected KEY=VALUE, e.g. encoder=classic")
+    typed = {"true": True, "false": False}.get(value.strip().lower(), value.strip())
+    for kind in (int, float):
+        try:
+            typed = kind(value)
+            break
+        except ValueError:
+            pass
+    return key.strip(), typed
+
+
 def model_info(cfg: TrainConfig, classes: tuple[str, ...], palette: tuple) -> ModelInfo:
-    options = {"pretrained_backbone": True} if cfg.pretrained_backbone else {}
+    options = dict(map(parse_option, cfg.model_option))
+    if cfg.pretrained_backbone:
+        options["pretrained_backbone"] = True
     if cfg.dropout is not None:
         options["dropout"] = cfg.dropout
     arch, options = resolve(cfg.model, **options)

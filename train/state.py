@@ -77,7 +77,7 @@ def resumed_config(cfg: TrainConfig, given: set[str]) -> TrainConfig:
     path = resume_path(cfg.resume)
     saved = load_resume(str(path)).get("config", {})
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
-    merged = {k: v for k, v in saved.items() if k in fields}
+    merged = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items() if k in fields}  # JSON lists
     merged.update({k: getattr(cfg, k) for k in given})
     if "out" not in given:
         merged["out"] = str(path.parent)
