@@ -47,6 +47,12 @@ ROWS: tuple[tuple[str, dict], ...] = (
     ("weight-decay-1e-3", {"weight_decay": 1e-3}),
     ("schedule-poly", {"schedule": "poly"}),
     ("ema-0.99", {"ema": 0.99}),  # a horizon of ~100 steps: about 2 of the 4 short epochs
+    # Depth and width, within the FCN family on the same encoder: how many skips the decoder fuses
+    # (FCN-32s/16s vs the preset's 8s), and the fc6/fc7 head's width (the preset's 256 halved, doubled).
+    ("skips-fcn32s", {"model": "fcn32s", "model_option": ("backbone=mobilenet_v3_large",)}),
+    ("skips-fcn16s", {"model": "fcn16s", "model_option": ("backbone=mobilenet_v3_large",)}),
+    ("head-width-128", {"model_option": ("head_width=128",)}),
+    ("head-width-512", {"model_option": ("head_width=512",)}),
     # float32 vs bfloat16 autocast, on unet: the preset that trains faster in bf16 on an AMX core, so
     # `--amp` picks it there (the table's precision column says what each run used).
     # The rows ran on the classic UNet (8 base channels, depth 4), the unet preset of the time.
