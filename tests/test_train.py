@@ -196,6 +196,7 @@ def test_model_options_reach_the_builder_and_the_checkpoint(data: Path, tmp_path
 @pytest.mark.parametrize("option, message", [
     ("width=3", "unet has no option 'width'; choose from"),
     ("depth", "--model-option 'depth': expected KEY=VALUE"),
+    ("pretrained_backbone=true", "use --pretrained-backbone"),
 ])
 def test_bad_model_option_is_one_line(data: Path, tmp_path: Path, option: str, message: str) -> None:
     result = run_train("--model", "unet", "--data", data, "--out", tmp_path / "bad", *TINY, "--model-option", option)
@@ -206,8 +207,8 @@ def test_bad_model_option_is_one_line(data: Path, tmp_path: Path, option: str, m
 def test_model_option_values_are_typed() -> None:
     from train.setup import parse_option
     assert parse_option("base_channels=12") == ("base_channels", 12)
-    assert parse_option("dropout=0.1") == ("dropout", 0.1)
-    assert parse_option("pretrained_backbone=True") == ("pretrained_backbone", True)
+    assert parse_option("scale=0.1") == ("scale", 0.1)
+    assert parse_option("bias=True") == ("bias", True)
     assert parse_option(" encoder = resnet18 ") == ("encoder", "resnet18")
 
 

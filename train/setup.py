@@ -117,6 +117,8 @@ def parse_option(text: str) -> tuple[str, Any]:
     key, found, value = text.partition("=")
     if not found or not key.strip():
         raise ValueError(f"--model-option {text!r}: expected KEY=VALUE, e.g. encoder=classic")
+    if key.strip() in ("pretrained_backbone", "dropout"):  # flags of their own, recorded in the config
+        raise ValueError(f"--model-option {text!r}: use --{key.strip().replace('_', '-')}")
     typed = {"true": True, "false": False}.get(value.strip().lower(), value.strip())
     for kind in (int, float):
         try:
