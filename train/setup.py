@@ -114,19 +114,17 @@ def build_criterion(cfg: TrainConfig, train_set: CamVid):
 
 def parse_option(text: str) -> tuple[str, Any]:
     """`base_channels=12` → ("base_channels", 12): numbers and true/false typed, anything else a string."""
-    key, found, value = text.partition("=")
-    if not found or not key.strip():
+    key, found, value = (part.strip() for part in text.partition("="))
+    if not found or not key:
         raise ValueError(f"--model-option {text!r}: expected KEY=VALUE, e.g. encoder=classic")
-    if key.strip() in ("pretrained_backbone", "dropout"):  # flags of their own, recorded in the config
-        raise ValueError(f"--model-option {text!r}: use --{key.strip().replace('_', '-')}")
-    typed = {"true": True, "false": False}.get(value.strip().lower(), value.strip())
+    if key in ("pretrained_backbone", "dropout"):  # flags of their own, recorded in the config
+        raise ValueError(f"--model-option {text!r}: use --{key.replace('_', '-')}")
     for kind in (int, float):
         try:
-            typed = kind(value)
-            break
+            return key, kind(value)
         except ValueError:
             pass
-    return key.strip(), typed
+    return key, {"true": True, "false": False}.get(value.lower(), value)
 
 
 def model_info(cfg: TrainConfig, classes: tuple[str, ...], palette: tuple) -> ModelInfo:
