@@ -124,6 +124,8 @@ def lock_run_dir(out: Path) -> TextIO:
 def build_run(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> Run:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if device.type == "cuda":  # two fixed input sizes (crops, full frames): let cuDNN time its kernels once each
+        torch.backends.cudnn.benchmark = True
     seed_everything(cfg.seed + rank)
     out = Path(cfg.out)
     if not cfg.resume and (out / RESUME_NAME).exists():
