@@ -72,3 +72,45 @@ def test_report_ships_only_the_runs_named() -> None:
                                                           "deeplab": None}
     with pytest.raises(click.BadParameter, match="NAME=DIR"):
         parse_runs("runs", ("segformer=runs/x",))
+
+
+def tiny_run(folder: Path, train_split: str) -> Path:
+    """A run directory holding best and last checkpoints of a tiny UNet trained on `train_split`."""
+    import dataclasses
+
+    from streamseg.checkpoint import ModelInfo, save_checkpoint
+
+    info = ModelInfo.for_model("unet", options={"encoder": "classic", "base_channels": 4, "depth": 2})
+    config = TrainConfig(model="unet", train_split=train_split, epochs=2).to_dict()
+    info = dataclasses.replace(info, training={"config": config, "epoch": 2, "train_seconds": 60.0})
+    folder.mkdir(parents=True)
+    for name in ("best", "last"):
+        save_checkpoint(folder / f"{name}.safetensors", info.build(), info)
+    return folder
+
+
+def test_a_train_val_final_ships_its_last_epoch_and_reports_its_twin(tmp_path: Path, monkeypatch) -> None:
+    """A run that trained on val cannot report val numbers of its own: its train-only twin's are used."""
+    import json
+
+    from train import report
+
+    final, twin = tiny_run(tmp_path / "tv", "train+val"), tiny_run(tmp_path / "tr", "train")
+    assert report.saw_val({"train_split": "train+val"}) and report.saw_val({"train_split": "val:0016E5"})
+    assert not report.saw_val({"train_split": "train:0001TP,0016E5"})
+    with pytest.raises(click.ClickException, match="--twin unet=DIR"):
+        report.shipped_run("unet", final, tmp_path / "docs", "data", do_ship=False)
+    measured = []
+    monkeypatch.setattr(report, "evaluate_checkpoint", lambda path, data: measured.append(path) or {"mIoU": 0.5})
+    path, _metrics, _info, pictured = report.shipped_run("unet", final, tmp_path / "docs", "data", do_ship=False,
+                                                       twin=twin)
+    assert path == final / "last.safetensors" and measured == [twin / "last.safetensors"] == [pictured]
+    assert json.loads((tmp_path / "docs/unet/metrics_shipped.json").read_text())["train_val_final"] is True
+    command = (tmp_path / "docs/unet/command.txt").read_text().splitlines()
+    assert "--train-split train+val" in command[0] and "--train-split train " in command[1]
+    row = {"name": "unet", "arch": "unet", "final": True, "params_m": 1.0, "gflops": 1.0, "fps": 10.0,
+           "epochs": "2/2", "train_minutes": 1.0, "metrics": {"pixel_accuracy": 0.9, "mIoU": 0.5,
+                                                           "precision_macro": 0.6, "recall_macro": 0.7,
+                                                           "f1_macro": 0.65, "iou": {"Sky": 0.9}}}
+    table = report.results_markdown([row], ["Sky"])
+    assert "| unet¹ | unet |" in table and "train-only twin" in table

@@ -6,7 +6,9 @@ For each preset (fcn, unet, deeplab): re-evaluates `runs/<name>/best` on val
 at full resolution from the FP16 copy we ship, copies the run's artefacts to
 `docs/results/<name>/`, measures ONNX Runtime CPU fps (batch 1, 360x480), and
 regenerates the table between the README's `results` markers. Nothing in the
-table is typed by hand.
+table is typed by hand. A final trained on train+val (`--run deeplab=runs/deeplab-tv
+--twin deeplab=runs/deeplab-tr`) ships its last epoch and reports its train-only
+twin's val numbers, as the CamVid papers do.
 """
 from __future__ import annotations
 
@@ -49,9 +51,9 @@ def command_line(config: dict) -> str:
     return " ".join(parts)
 
 
-def ship(name: str, run: Path) -> Path:
-    """FP16 copy of the best checkpoint into the package."""
-    model, info = load_checkpoint(run / "best.safetensors")
+def ship(name: str, checkpoint: Path) -> Path:
+    """FP16 copy of a run's checkpoint into the package."""
+    model, info = load_checkpoint(checkpoint)
     WEIGHTS_DIR.mkdir(exist_ok=True)
     return save_checkpoint(WEIGHTS_DIR / f"{name}.safetensors", model, info, half=True)
 
@@ -74,13 +76,22 @@ def onnx_fps(path: Path, frames: int = 30) -> float:
     return frames / (time.perf_counter() - start)
 
 
-def copy_artefacts(name: str, run: Path, out: Path, config: dict) -> None:
+def copy_artefacts(name: str, run: Path, out: Path, config: dict, twin: dict | None = None) -> None:
+    """`run`'s curves, plots and command; a train+val final's come from its twin, whose val is held out."""
     target = out / name
     target.mkdir(parents=True, exist_ok=True)
     for artefact in ARTEFACTS:
         if (run / artefact).exists():
             shutil.copy2(run / artefact, target / artefact)
-    (target / "command.txt").write_text(command_line(config) + "\n")
+    lines = [command_line(config)]
+    if twin is not None:
+        lines = [f"# shipped (train+val): {lines[0]}", f"# val numbers, curves, plots (train only): {command_line(twin)}"]
+    (target / "command.txt").write_text("\n".join(lines) + "\n")
+
+
+def saw_val(config: dict) -> bool:
+    """Whether a run trained on val (a train+val final): its val numbers would measure training data."""
+    return any(part.split(":")[0] == "val" for part in config["train_split"].split("+"))
 
 
 def comparison_picture(checkpoints: dict[str, Path], data: str, out: Path, index: int = 50) -> Path:
@@ -99,7 +110,8 @@ def comparison_picture(checkpoints: dict[str, Path], data: str, out: Path, index
         if not panels:
             panels += [("image", read_rgb(val.pairs[index][0])),
                        ("ground truth", colorize(target.numpy().astype(np.uint8), info.palette))]
-        panels.append((name, colorize(prediction, info.palette)))
+        title = f"{name} (train+val)" if info.training and saw_val(info.training["config"]) else name
+        panels.append((title, colorize(prediction, info.palette)))
     fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 2.6))
     for ax, (title, picture) in zip(axes, panels):
         ax.imshow(picture), ax.set_title(title, fontsize=9), ax.axis("off")
@@ -118,9 +130,13 @@ def results_markdown(rows: list[dict], classes: list[str]) -> str:
     for r in rows:
         m = r["metrics"]
         lines.append(
-            f"| {r['name']} | {r['arch']} | {m['pixel_accuracy']:.4f} | {m['mIoU']:.4f} | {m['precision_macro']:.4f} "
+            f"| {r['name']}{'¹' if r.get('final') else ''} | {r['arch']} | {m['pixel_accuracy']:.4f} | {m['mIoU']:.4f} | {m['precision_macro']:.4f} "
             f"| {m['recall_macro']:.4f} | {m['f1_macro']:.4f} | {r['params_m']:.2f}M | {r['gflops']:.2f} "
             f"| {r['fps']:.1f} | {r['epochs']} | {r['train_minutes']:.0f} min | {SEED_PIXEL_ACCURACY[r['name']]:.4f} |")
+    if any(r.get("final") for r in rows):
+        lines += ["", ("¹ Shipped weights trained on train + val with a fixed schedule (its last epoch); every val "
+                       "number in the row is its train-only twin's (the same schedule without val), since the "
+                       "shipped file has seen val.")]
     lines += ["", "Per-class IoU (val):", "",
               "| model | " + " | ".join(classes) + " |", "|---|" + "---|" * len(classes)]
     for r in rows:
@@ -147,17 +163,29 @@ def shipped_row(name: str, out_dir: Path, data: str) -> tuple[Path, dict, object
     return path, metrics, read_info(path)
 
 
-def shipped_run(name: str, run: Path, out_dir: Path, data: str, do_ship: bool) -> tuple[Path, dict, object]:
-    """Ship `run`'s best checkpoint, copy its artefacts and measure the shipped file."""
-    if not (run / "best.safetensors").exists():
+def shipped_run(name: str, run: Path, out_dir: Path, data: str, do_ship: bool,
+                twin: Path | None = None) -> tuple[Path, dict, object, Path]:
+    """Ship `run`'s best checkpoint, copy its artefacts and measure the shipped file.
+
+    A train+val final ships its last epoch (a fixed schedule: picking an epoch by val would be
+    picking by training data) and is measured through its `twin`, the same schedule on train
+    alone, at the twin's last epoch. Returns the shipped file, its metrics, its info and the
+    checkpoint that was measured."""
+    if not (run / "last.safetensors").exists():
         raise click.ClickException(f"no trained run for {name} in {run}")
-    path = ship(name, run) if do_ship else run / "best.safetensors"
-    info = read_info(run / "best.safetensors")
-    metrics = evaluate_checkpoint(path, data)
-    (out_dir / name).mkdir(parents=True, exist_ok=True)
-    copy_artefacts(name, run, out_dir, info.training["config"])
-    (out_dir / name / "metrics_shipped.json").write_text(json.dumps(metrics, indent=1))
-    return path, metrics, info
+    final = saw_val(read_info(run / "last.safetensors").training["config"])
+    if final and twin is None:
+        raise click.ClickException(f"{run} trained on val: its val numbers would measure training data; name its "
+                                   f"train-only twin (the same schedule without val) with --twin {name}=DIR")
+    checkpoint = run / ("last.safetensors" if final else "best.safetensors")
+    info = read_info(checkpoint)
+    path = ship(name, checkpoint) if do_ship else checkpoint
+    measured = twin / "last.safetensors" if final else path
+    metrics = evaluate_checkpoint(measured, data)
+    twin_config = read_info(measured).training["config"] if final else None
+    copy_artefacts(name, twin if final else run, out_dir, info.training["config"], twin_config)
+    (out_dir / name / "metrics_shipped.json").write_text(json.dumps({**metrics, "train_val_final": final}, indent=1))
+    return path, metrics, info, measured
 
 
 def parse_runs(runs: str, given: tuple[str, ...]) -> dict[str, Path | None]:
@@ -178,26 +206,35 @@ def parse_runs(runs: str, given: tuple[str, ...]) -> dict[str, Path | None]:
 @click.option("--run", "given", multiple=True, metavar="NAME=DIR",
               help="Ship only these runs (e.g. fcn=runs/fcn-long); the other presets keep their shipped weights "
                    "and the metrics measured when they shipped.")
+@click.option("--twin", "twins", multiple=True, metavar="NAME=DIR",
+              help="For a --run trained on train+val: its train-only twin (same schedule), whose last epoch gives "
+                   "the val numbers, curves and picture.")
 @click.option("--data", default="../shared/data/camvid", type=click.Path(file_okay=False), show_default=True)
 @click.option("--out", default="docs/results", type=click.Path(file_okay=False), show_default=True)
 @click.option("--readme", default="README.md", type=click.Path(dir_okay=False), show_default=True)
 @click.option("--ship/--no-ship", "do_ship", default=True, help="Copy best checkpoints (FP16) into the package.")
-def main(runs: str, given: tuple[str, ...], data: str, out: str, readme: str, do_ship: bool) -> None:
+def main(runs: str, given: tuple[str, ...], twins: tuple[str, ...], data: str, out: str, readme: str,
+         do_ship: bool) -> None:
     """Ship the presets and regenerate the README Results section."""
     out_dir = Path(out)
-    rows, shipped = [], {}
+    rows, pictured = [], {}
+    twin_of = {name: run for name, run in parse_runs(runs, twins).items() if twins and run is not None}
     for name, run in parse_runs(runs, given).items():
-        path, metrics, info = (shipped_row(name, out_dir, data) if run is None
-                               else shipped_run(name, run, out_dir, data, do_ship))
-        shipped[name] = path
+        if run is None:
+            path, metrics, info = shipped_row(name, out_dir, data)
+            measured = path
+        else:
+            path, metrics, info, measured = shipped_run(name, run, out_dir, data, do_ship, twin_of.get(name))
+        pictured[name] = measured
         config = info.training["config"]
         epochs = f"{info.training['epoch']}/{config['epochs']}" + (" (warm start)" if config.get("init") else "")
         rows.append({"name": name, "arch": info.arch, "metrics": metrics, **describe(name),
+                     "final": saw_val(config),
                      "fps": onnx_fps(path), "epochs": epochs,
                      "train_minutes": info.training["train_seconds"] / 60})
         click.echo(f"{name}: pixel acc {metrics['pixel_accuracy']:.4f} mIoU {metrics['mIoU']:.4f} "
                    f"fps {rows[-1]['fps']:.1f}")
-    comparison_picture(shipped, data, out_dir)
+    comparison_picture(pictured, data, out_dir)
     splice_readme(Path(readme), results_markdown(rows, list(rows[0]["metrics"]["classes"])))
 
 if __name__ == "__main__":
