@@ -442,3 +442,33 @@ def test_timed_step_leaves_the_model_and_the_rng_alone() -> None:
     seconds = step_seconds(net, lambda out, target: out.float().mean(), (2, 3, 8, 8), 4, torch.bfloat16, True)
     assert seconds > 0 and torch.rand(1) == expected
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+@pytest.mark.parametrize("interrupt_at, drawn_for", [(None, [1, 3]), (3, [1, 2])])
+def test_plots_are_redrawn_at_most_every_interval_and_for_the_last_epoch(
+        data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, interrupt_at: int | None,
+        drawn_for: list[int]) -> None:
+    """Drawing costs about as much as an epoch on a GPU, so not every epoch; but the plots always show
+    the last finished epoch, after Ctrl-C too."""
+    import train.run as run_module
+
+    drawn, draw, run_epoch = [], run_module.draw_plots, run_module.run_epoch
+
+    def counting_draw(out: Path, *args: object) -> int:
+        drawn.append(len(history(out)))
+        return draw(out, *args)
+
+    def interrupted(run: object, model: object, epoch: int, state: object) -> dict:
+        if epoch == interrupt_at:
+            raise KeyboardInterrupt
+        return run_epoch(run, model, epoch, state)
+
+    monkeypatch.setattr(run_module, "draw_plots", counting_draw)
+    monkeypatch.setattr(run_module, "run_epoch", interrupted)
+    monkeypatch.setattr(run_module, "PLOT_INTERVAL", 1e9)
+    out = tmp_path / "run"
+    result = run_train("--model", "unet", "--model-option", "encoder=classic", "--model-option", "base_channels=4",
+                       "--model-option", "depth=2", "--data", data, "--out", out, *TINY, "--epochs", 3)
+    assert result.exit_code == (0 if interrupt_at is None else 130), result.output
+    assert drawn == drawn_for  # the first epoch at once, then only the last one (interval never reached)
+    assert all((out / name).is_file() for name in ARTEFACTS)

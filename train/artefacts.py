@@ -1,4 +1,4 @@
-"""What a run leaves behind after each epoch: checkpoints, history, plots, metrics.
+"""What a run leaves behind after each epoch: checkpoints, history, metrics; and its plots.
 
 Every file is written atomically (temp + rename), so a run killed at any
 moment leaves the previous version of each file, never half of one.
@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from streamseg.checkpoint import ModelInfo, atomic_write, save_checkpoint
+from streamseg.checkpoint import ModelInfo, atomic_write, load_checkpoint, save_checkpoint
 from streamseg.data import CamVid, read_rgb
 from streamseg.metrics import json_safe
 
@@ -64,12 +64,20 @@ def predictions(model: nn.Module, val_set: CamVid, device: torch.device, count: 
     return rows
 
 
-def save_best_artefacts(out: Path, metrics: dict, model: nn.Module, val_set: CamVid, device: torch.device,
-                        info: ModelInfo) -> None:
-    write_json(out / "metrics.json", metrics)
-    plot_confusion(metrics, out / "confusion.png")
-    plot_per_class_iou(metrics, out / "per_class_iou.png")
+def draw_plots(out: Path, val_set: CamVid, device: torch.device, drawn_best: int = 0) -> int:
+    """curves.png, and the best epoch's confusion matrix, per-class IoU and predictions when the
+    best is newer than `drawn_best` (from metrics.json and best.safetensors, so any moment of the
+    run can draw them). Returns the best epoch now drawn."""
+    plot_curves(out / "history.csv", out / "curves.png")
+    best_file = out / "metrics.json"
+    best = json.loads(best_file.read_text()) if best_file.exists() else {}
+    if best.get("epoch", 0) in (0, drawn_best):
+        return drawn_best
+    plot_confusion(best, out / "confusion.png")
+    plot_per_class_iou(best, out / "per_class_iou.png")
+    model, info = load_checkpoint(out / "best.safetensors", device)
     plot_predictions(predictions(model, val_set, device), info.palette, out / "predictions.png")
+    return best["epoch"]
 
 
 def info_with_summary(info: ModelInfo, cfg: TrainConfig, epoch: int, metrics: dict, seconds: float,
@@ -81,8 +89,8 @@ def info_with_summary(info: ModelInfo, cfg: TrainConfig, epoch: int, metrics: di
 
 
 def save_epoch(cfg: TrainConfig, out: Path, model: nn.Module, info: ModelInfo, state: RunState, metrics: dict,
-               improved: bool, optimisation: tuple, val_set: CamVid, device: torch.device,
-               ema: nn.Module | None = None, precision: str = "float32") -> None:
+               improved: bool, optimisation: tuple, ema: nn.Module | None = None,
+               precision: str = "float32") -> None:
     """Order matters for crash safety: artefacts first, the resume file last, so a
     resume file always describes an epoch whose artefacts are complete. With an EMA,
     the checkpoints hold the averaged weights (what was validated); the resume file
@@ -90,12 +98,11 @@ def save_epoch(cfg: TrainConfig, out: Path, model: nn.Module, info: ModelInfo, s
     optimizer, scheduler, scaler = optimisation
     net, model = model, (ema.module if ema is not None else model)
     write_history(out, state.history)
-    plot_curves(out / "history.csv", out / "curves.png")
     summary = info_with_summary(info, cfg, state.epoch, metrics, state.seconds, precision)
     save_checkpoint(out / "last.safetensors", model, summary)
     if improved:
         save_checkpoint(out / "best.safetensors", model, summary)
-        save_best_artefacts(out, {**metrics, "epoch": state.epoch}, model, val_set, device, info)
+        write_json(out / "metrics.json", {**metrics, "epoch": state.epoch})
     save_resume(out, {"model": net.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
                       "rng": rng_state(), "state": dataclasses.asdict(state), "config": cfg.to_dict(),

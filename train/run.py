@@ -20,7 +20,7 @@ from streamseg.data import CamVid
 from streamseg.evaluate import evaluate
 from streamseg.metrics import is_main
 
-from .artefacts import remove_partial_files, save_epoch
+from .artefacts import draw_plots, remove_partial_files, save_epoch
 from .config import TrainConfig
 from .engine import train_one_epoch
 from .losses import Loss
@@ -41,6 +41,10 @@ from .setup import (
     setup_distributed,
 )
 from .state import RESUME_NAME, RunState, load_resume, set_rng_state
+
+# Drawing the plots costs ~1.5 s of CPU (matplotlib, a few predictions): noise next to a CPU epoch,
+# as long as a whole epoch on a GPU, so they are redrawn at most this often and after the last epoch.
+PLOT_INTERVAL = 30.0
 
 
 @dataclass
@@ -64,6 +68,9 @@ class Run:
     world: int = 1
     ema: AveragedModel | None = None  # evaluated and saved instead of `net` when on
     amp_dtype: torch.dtype = torch.float16
+    plotted_at: float = float("-inf")  # when the plots were last drawn, for which epoch and which best epoch
+    plotted_epoch: int = 0
+    plotted_best: int = 0
 
     @property
     def precision(self) -> str:
@@ -211,22 +218,36 @@ def wrap(run: Run) -> nn.Module:
     return DistributedDataParallel(run.net, device_ids=ids)
 
 
+def plot(run: Run, state: RunState, *, final: bool = False) -> None:
+    """Redraw the plots at most every PLOT_INTERVAL seconds, and once more for the last epoch."""
+    due = time.monotonic() - run.plotted_at >= PLOT_INTERVAL or (final and run.plotted_epoch != state.epoch)
+    if is_main() and state.epoch and due:
+        run.plotted_best = draw_plots(run.out, run.val_set, run.device, run.plotted_best)
+        run.plotted_at, run.plotted_epoch = time.monotonic(), state.epoch
+
+
 def fit(run: Run, state: RunState) -> dict:
     cfg, best_file = run.cfg, run.out / "metrics.json"
     best: dict = json.loads(best_file.read_text()) if cfg.resume and best_file.exists() else {}
     model, frozen = run.net, None
-    for epoch in range(state.epoch + 1, cfg.epochs + 1):
-        if cfg.patience and state.stale >= cfg.patience:
-            if is_main():
-                print(f"early stop: no val mIoU gain for {cfg.patience} epochs", flush=True)
-            break
-        if frozen != frozen_at(cfg, epoch):
-            frozen = frozen_at(cfg, epoch)
-            set_frozen(run.net, cfg.freeze, frozen)
-            model = wrap(run)
-        metrics = run_epoch(run, model, epoch, state)
-        if state.best_epoch == epoch:
-            best = {**metrics, "epoch": epoch}
+    try:
+        for epoch in range(state.epoch + 1, cfg.epochs + 1):
+            if cfg.patience and state.stale >= cfg.patience:
+                if is_main():
+                    print(f"early stop: no val mIoU gain for {cfg.patience} epochs", flush=True)
+                break
+            if frozen != frozen_at(cfg, epoch):
+                frozen = frozen_at(cfg, epoch)
+                set_frozen(run.net, cfg.freeze, frozen)
+                model = wrap(run)
+            metrics = run_epoch(run, model, epoch, state)
+            if state.best_epoch == epoch:
+                best = {**metrics, "epoch": epoch}
+            plot(run, state)
+    except KeyboardInterrupt:  # the plots of the epochs finished before Ctrl-C
+        plot(run, state, final=True)
+        raise
+    plot(run, state, final=True)
     if is_main() and state.best_epoch:
         print(f"best val mIoU {state.best_miou:.4f} at epoch {state.best_epoch}; artefacts in {run.out}",
               flush=True)
@@ -267,8 +288,7 @@ def run_epoch(run: Run, model: nn.Module, epoch: int, state: RunState) -> dict:
     if is_main():
         log_epoch(row, stats, improved)
         save_epoch(cfg, run.out, run.net, run.info, state, metrics, improved,
-                   (run.optimizer, run.scheduler, run.scaler), run.val_set, run.device, ema=run.ema,
-                   precision=run.precision)
+                   (run.optimizer, run.scheduler, run.scaler), ema=run.ema, precision=run.precision)
     return metrics
 
 
