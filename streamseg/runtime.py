@@ -119,10 +119,15 @@ def onnx_file(model: str, checkpoint: Path, engines_dir: str | Path,
 
 
 def _torch(checkpoint: Path, device: str) -> Backend:
+    import torch
+
     from .backends.torch_backend import TorchBackend
 
     net, info = load_checkpoint(checkpoint)
-    return TorchBackend(net, info, device)
+    backend = TorchBackend(net, info, device)
+    if not backend.cuda:  # torch's pool would take every core of the node, not this process's share (fleet)
+        torch.set_num_threads(plan_threads().inference)
+    return backend
 
 
 def _auto(model: str, checkpoint: Path, device: str, batch: int, engines_dir: str | Path) -> tuple[Backend, str]:

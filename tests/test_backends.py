@@ -234,3 +234,17 @@ def test_preset_names_match_the_model_zoo() -> None:
     from streamseg.models import PRESETS
 
     assert tuple(NAMES) == tuple(PRESETS)
+
+
+def test_torch_on_cpu_takes_its_share_of_the_cores(checkpoint: Path) -> None:
+    """A fleet worker given one CPU by Ray must not run torch on every core of the node."""
+    from streamseg.threads import limit_cores, plan_threads
+
+    limit_cores(1)
+    torch.set_num_threads(2)  # what torch would take on a bigger machine
+    try:
+        load_backend(str(checkpoint), backend="torch", device="cpu")
+        assert torch.get_num_threads() == plan_threads().inference == 1
+    finally:
+        limit_cores(None)
+        torch.set_num_threads(1)  # this module's setting (one_torch_thread)
