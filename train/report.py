@@ -85,7 +85,8 @@ def copy_artefacts(name: str, run: Path, out: Path, config: dict, twin: dict | N
             shutil.copy2(run / artefact, target / artefact)
     lines = [command_line(config)]
     if twin is not None:
-        lines = [f"# shipped (train+val): {lines[0]}", f"# val numbers, curves, plots (train only): {command_line(twin)}"]
+        lines = [f"# shipped (train+val): {lines[0]}",
+                 f"# val numbers, curves, plots (train only): {command_line(twin)}"]
     (target / "command.txt").write_text("\n".join(lines) + "\n")
 
 
@@ -129,8 +130,9 @@ def results_markdown(rows: list[dict], classes: list[str]) -> str:
     ]
     for r in rows:
         m = r["metrics"]
+        name = r["name"] + ("¹" if r.get("final") else "")
         lines.append(
-            f"| {r['name']}{'¹' if r.get('final') else ''} | {r['arch']} | {m['pixel_accuracy']:.4f} | {m['mIoU']:.4f} | {m['precision_macro']:.4f} "
+            f"| {name} | {r['arch']} | {m['pixel_accuracy']:.4f} | {m['mIoU']:.4f} | {m['precision_macro']:.4f} "
             f"| {m['recall_macro']:.4f} | {m['f1_macro']:.4f} | {r['params_m']:.2f}M | {r['gflops']:.2f} "
             f"| {r['fps']:.1f} | {r['epochs']} | {r['train_minutes']:.0f} min | {SEED_PIXEL_ACCURACY[r['name']]:.4f} |")
     if any(r.get("final") for r in rows):
@@ -165,12 +167,12 @@ def shipped_row(name: str, out_dir: Path, data: str) -> tuple[Path, dict, object
 
 def shipped_run(name: str, run: Path, out_dir: Path, data: str, do_ship: bool,
                 twin: Path | None = None) -> tuple[Path, dict, object, Path]:
-    """Ship `run`'s best checkpoint, copy its artefacts and measure the shipped file.
+    """Ship `run`'s best checkpoint, copy its artefacts and measure the shipped file. Returns the
+    shipped file, its metrics, its info and the checkpoint that was measured.
 
     A train+val final ships its last epoch (a fixed schedule: picking an epoch by val would be
     picking by training data) and is measured through its `twin`, the same schedule on train
-    alone, at the twin's last epoch. Returns the shipped file, its metrics, its info and the
-    checkpoint that was measured."""
+    alone, at the twin's last epoch."""
     if not (run / "last.safetensors").exists():
         raise click.ClickException(f"no trained run for {name} in {run}")
     final = saw_val(read_info(run / "last.safetensors").training["config"])
