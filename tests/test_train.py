@@ -454,7 +454,7 @@ def test_plots_are_redrawn_at_most_every_interval_and_for_the_last_epoch(
 
     drawn, draw, run_epoch = [], run_module.draw_plots, run_module.run_epoch
 
-    def counting_draw(out: Path, *args: object) -> int:
+    def counting_draw(out: Path, *args: object) -> None:
         drawn.append(len(history(out)))
         return draw(out, *args)
 

@@ -64,20 +64,19 @@ def predictions(model: nn.Module, val_set: CamVid, device: torch.device, count: 
     return rows
 
 
-def draw_plots(out: Path, val_set: CamVid, device: torch.device, drawn_best: int = 0) -> int:
+def draw_plots(out: Path, val_set: CamVid, device: torch.device, drawn_epoch: int = 0) -> None:
     """curves.png, and the best epoch's confusion matrix, per-class IoU and predictions when the
-    best is newer than `drawn_best` (from metrics.json and best.safetensors, so any moment of the
-    run can draw them). Returns the best epoch now drawn."""
+    best came after `drawn_epoch`, the epoch of the last drawing (from metrics.json and
+    best.safetensors, so any moment of the run can draw them)."""
     plot_curves(out / "history.csv", out / "curves.png")
     best_file = out / "metrics.json"
     best = json.loads(best_file.read_text()) if best_file.exists() else {}
-    if best.get("epoch", 0) in (0, drawn_best):
-        return drawn_best
+    if best.get("epoch", 0) <= drawn_epoch:
+        return
     plot_confusion(best, out / "confusion.png")
     plot_per_class_iou(best, out / "per_class_iou.png")
     model, info = load_checkpoint(out / "best.safetensors", device)
     plot_predictions(predictions(model, val_set, device), info.palette, out / "predictions.png")
-    return best["epoch"]
 
 
 def info_with_summary(info: ModelInfo, cfg: TrainConfig, epoch: int, metrics: dict, seconds: float,

@@ -68,9 +68,8 @@ class Run:
     world: int = 1
     ema: AveragedModel | None = None  # evaluated and saved instead of `net` when on
     amp_dtype: torch.dtype = torch.float16
-    plotted_at: float = float("-inf")  # when the plots were last drawn, for which epoch and which best epoch
+    plotted_at: float = float("-inf")  # when the plots were last drawn, and for which epoch
     plotted_epoch: int = 0
-    plotted_best: int = 0
 
     @property
     def precision(self) -> str:
@@ -222,7 +221,7 @@ def plot(run: Run, state: RunState, *, final: bool = False) -> None:
     """Redraw the plots at most every PLOT_INTERVAL seconds, and once more for the last epoch."""
     due = time.monotonic() - run.plotted_at >= PLOT_INTERVAL or (final and run.plotted_epoch != state.epoch)
     if is_main() and state.epoch and due:
-        run.plotted_best = draw_plots(run.out, run.val_set, run.device, run.plotted_best)
+        draw_plots(run.out, run.val_set, run.device, run.plotted_epoch)
         run.plotted_at, run.plotted_epoch = time.monotonic(), state.epoch
 
 
