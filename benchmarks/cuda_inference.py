@@ -4,36 +4,26 @@
 
 Through `TorchBackend.predict`, the path `streamseg run` takes on a GPU without TensorRT: the
 host→GPU copy from a pinned buffer, channels_last forward, argmax on the GPU, the uint8 labels
-copied back. Speed does not depend on the weights (random inputs). Three warm-up calls (cuDNN's
-kernel search), then the median of `--calls` timed calls. Without CUDA it says so and exits 1.
+copied back (so the GPU work is finished when a call returns). Speed does not depend on the
+weights (random inputs). Timed as benchmarks/backends.py times the CPU runtimes: a warm-up call
+each (cuDNN's kernel search), then `--rounds` interleaved rounds, the median per configuration.
+Without CUDA it says so and exits 1.
 """
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-import time
 
 import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from backends import measure  # noqa: E402
 from machine import cpu_line  # noqa: E402
 from streamseg.backends import TorchBackend  # noqa: E402
 from streamseg.checkpoint import load_checkpoint, resolve_checkpoint  # noqa: E402
 from streamseg.models import PRESETS  # noqa: E402
-
-
-def frames_per_second(backend: TorchBackend, batch: int, size: tuple[int, int], calls: int) -> float:
-    images = np.random.default_rng(0).standard_normal((batch, 3, *size)).astype(np.float32)
-    for _ in range(3):
-        backend.predict(images)
-    times = []
-    for _ in range(calls):
-        start = time.perf_counter()
-        backend.predict(images)  # returns host labels, so the GPU work is finished when it does
-        times.append(time.perf_counter() - start)
-    return batch / float(np.median(times))
 
 
 def main() -> None:
@@ -41,21 +31,23 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(PRESETS), choices=list(PRESETS))
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8, 32])
     parser.add_argument("--size", nargs=2, type=int, default=[360, 480], metavar=("H", "W"))
-    parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
     if not torch.cuda.is_available():
         sys.exit("cuda_inference.py needs a CUDA device (torch.cuda.is_available() is False here)")
     print(cpu_line())
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}: frames/s at {args.size[0]}x{args.size[1]}, "
-          f"median of {args.calls} calls")
+          f"median of {args.rounds} interleaved rounds")
     print(f"{'model':<8} {'batch':>5} {'float32':>9} {'fp16':>9} {'fp16/fp32':>9}")
     for name in args.models:
         model, info = load_checkpoint(resolve_checkpoint(name))
+        backends = {"float32": TorchBackend(model, info, "cuda", fp16=False),
+                    "fp16": TorchBackend(model, info, "cuda", fp16=True)}
         for batch in args.batches:
-            fps = {fp16: frames_per_second(TorchBackend(model, info, "cuda", fp16=fp16), batch, tuple(args.size),
-                                           args.calls) for fp16 in (False, True)}
-            print(f"{name:<8} {batch:>5} {fps[False]:>9.1f} {fps[True]:>9.1f} {fps[True] / fps[False]:>8.2f}x",
-                  flush=True)
+            images = np.random.default_rng(0).standard_normal((batch, 3, *args.size)).astype(np.float32)
+            fps = measure(backends, images, args.rounds)
+            fp32, fp16 = fps["float32"], fps["fp16"]
+            print(f"{name:<8} {batch:>5} {fp32:>9.1f} {fp16:>9.1f} {fp16 / fp32:>8.2f}x", flush=True)
 
 
 if __name__ == "__main__":
