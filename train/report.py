@@ -76,7 +76,7 @@ def onnx_fps(path: Path, frames: int = 30) -> float:
     return frames / (time.perf_counter() - start)
 
 
-def copy_artefacts(name: str, run: Path, out: Path, config: dict, twin: dict | None = None) -> None:
+def copy_artefacts(name: str, run: Path, out: Path, config: dict, twin_config: dict | None = None) -> None:
     """`run`'s curves, plots and command; a train+val final's come from its twin, whose val is held out."""
     target = out / name
     target.mkdir(parents=True, exist_ok=True)
@@ -84,9 +84,9 @@ def copy_artefacts(name: str, run: Path, out: Path, config: dict, twin: dict | N
         if (run / artefact).exists():
             shutil.copy2(run / artefact, target / artefact)
     lines = [command_line(config)]
-    if twin is not None:
+    if twin_config is not None:
         lines = [f"# shipped (train+val): {lines[0]}",
-                 f"# val numbers, curves, plots (train only): {command_line(twin)}"]
+                 f"# val numbers, curves, plots (train only): {command_line(twin_config)}"]
     (target / "command.txt").write_text("\n".join(lines) + "\n")
 
 
@@ -220,7 +220,7 @@ def main(runs: str, given: tuple[str, ...], twins: tuple[str, ...], data: str, o
     """Ship the presets and regenerate the README Results section."""
     out_dir = Path(out)
     rows, pictured = [], {}
-    twin_of = {name: run for name, run in parse_runs(runs, twins).items() if twins and run is not None}
+    twin_of = {name: run for name, run in parse_runs(runs, twins).items() if run is not None} if twins else {}
     for name, run in parse_runs(runs, given).items():
         if run is None:
             path, metrics, info = shipped_row(name, out_dir, data)
