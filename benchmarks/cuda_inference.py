@@ -1,5 +1,8 @@
 """Network-only frames/s of the shipped models on a CUDA GPU: float32 vs FP16 autocast, by batch.
 
+The third column is the default backend, which times both precisions on its first batch and keeps
+the faster: it should match the better of the first two at every batch.
+
     python benchmarks/cuda_inference.py [--batches 1 8 32] [--size 360 480] [--calls 20]
 
 Through `TorchBackend.predict`, the path `streamseg run` takes on a GPU without TensorRT: the
@@ -38,16 +41,19 @@ def main() -> None:
     print(cpu_line())
     print(f"torch {torch.__version__}, {torch.cuda.get_device_name()}: frames/s at {args.size[0]}x{args.size[1]}, "
           f"median of {args.rounds} interleaved rounds")
-    print(f"{'model':<8} {'batch':>5} {'float32':>9} {'fp16':>9} {'fp16/fp32':>9}")
+    print(f"{'model':<8} {'batch':>5} {'float32':>9} {'fp16':>9} {'fp16/fp32':>9} {'default':>9}  chose")
     for name in args.models:
         model, info = load_checkpoint(resolve_checkpoint(name))
         backends = {"float32": TorchBackend(model, info, "cuda", fp16=False),
-                    "fp16": TorchBackend(model, info, "cuda", fp16=True)}
+                    "fp16": TorchBackend(model, info, "cuda", fp16=True),
+                    "default": TorchBackend(model, info, "cuda")}
         for batch in args.batches:
             images = np.random.default_rng(0).standard_normal((batch, 3, *args.size)).astype(np.float32)
             fps = measure(backends, images, args.rounds)
             fp32, fp16 = fps["float32"], fps["fp16"]
-            print(f"{name:<8} {batch:>5} {fp32:>9.1f} {fp16:>9.1f} {fp16 / fp32:>8.2f}x", flush=True)
+            chose = "fp16" if backends["default"].fp16_by_shape[images.shape] else "float32"
+            print(f"{name:<8} {batch:>5} {fp32:>9.1f} {fp16:>9.1f} {fp16 / fp32:>8.2f}x {fps['default']:>9.1f}  {chose}",
+                  flush=True)
 
 
 if __name__ == "__main__":

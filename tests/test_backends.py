@@ -248,3 +248,35 @@ def test_torch_on_cpu_takes_its_share_of_the_cores(checkpoint: Path) -> None:
     finally:
         limit_cores(None)
         torch.set_num_threads(1)  # this module's setting (one_torch_thread)
+
+
+def test_torch_fp16_by_default_only_where_timed_faster(checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On CUDA, FP16 autocast is timed against float32 once per batch shape (H200: FP16 lost at batch 8,
+    won at 32). The timing is faked here; on a CPU the backend never autocasts."""
+    model, info = load_checkpoint(checkpoint)
+    backend = TorchBackend(model, info, "cpu", fp16=None)
+    assert backend.fp16 is False and "FP16" not in backend.describe()
+    assert backend._seconds(torch.from_numpy(batch_of(1)), False) > 0
+    backend.fp16 = None  # as on CUDA (torch's CPU autocast runs float16 too)
+    seconds = {2: {True: 0.5, False: 1.0}, 3: {True: 0.97, False: 1.0}}  # batch 3: a tie is not a win
+    timed = []
+    monkeypatch.setattr(backend, "_seconds", lambda x, fp16: timed.append(x.shape[0]) or seconds[x.shape[0]][fp16])
+    with torch.inference_mode():
+        exact = model(torch.from_numpy(batch_of(3))).numpy()
+    for _ in range(2):
+        assert np.abs(backend.logits(batch_of(2)) - exact[:2]).max() < 5e-2  # FP16: close, not equal
+        np.testing.assert_allclose(backend.logits(batch_of(3)), exact, atol=1e-5)  # float32
+    assert timed == [2, 2, 3, 3]  # once per shape, both precisions
+    assert backend.fp16_by_shape == {(2, 3, *SIZE): True, (3, 3, *SIZE): False}
+    assert backend.describe() == "torch on cpu (FP16 autocast at batch 2, float32 at batch 3)"
+
+
+@pytest.mark.gpu
+def test_torch_cuda_times_fp16_against_float32(checkpoint: Path) -> None:
+    model, info = load_checkpoint(checkpoint)
+    backend = TorchBackend(model, info, "cuda")
+    assert backend.fp16 is None and "timed on the first batch" in backend.describe()
+    labels = backend.predict(batch_of(4))
+    assert labels.shape == (4, *SIZE) and list(backend.fp16_by_shape) == [(4, 3, *SIZE)]
+    forced = TorchBackend(model, info, "cuda", fp16=False)
+    assert (forced.predict(batch_of(4)) == labels).mean() > 0.99 and forced.fp16_by_shape == {}
