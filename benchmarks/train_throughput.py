@@ -34,6 +34,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from machine import cpu_line  # noqa: E402
 from streamseg.checkpoint import ModelInfo  # noqa: E402
+from streamseg.evaluate import autocast  # noqa: E402
 from streamseg.models import PRESETS  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 from train.setup import (autocast_dtype, build_criterion, build_data, build_network, build_optimizer, model_info,
@@ -44,7 +45,7 @@ DEFAULT_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "da
 
 def train_step(model, criterion, optimizer, image: torch.Tensor, target: torch.Tensor,
                amp_dtype: torch.dtype | None = None) -> None:
-    with torch.autocast("cpu", dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+    with autocast("cpu", amp_dtype):
         loss = criterion(model(image), target)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()

@@ -36,10 +36,16 @@ class EvalConfig:
     tta: bool = False                   # flips and scales (streamseg.tta): slower, usually more accurate
 
 
+def autocast(device: torch.device | str, dtype: torch.dtype | None) -> torch.autocast:
+    """Mixed precision in `dtype`, or none (float32) when it is None."""
+    kind = device if isinstance(device, str) else device.type
+    return torch.autocast(kind, dtype=dtype or torch.float16, enabled=dtype is not None)
+
+
 @torch.inference_mode()
 def evaluate(model: nn.Module, loader: DataLoader, criterion: Loss | None, device: torch.device,
-             num_classes: int, ignore_index: int, *, amp: bool = False,
-             amp_dtype: torch.dtype = torch.float16) -> tuple[float, ConfusionMatrix]:
+             num_classes: int, ignore_index: int, *, amp_dtype: torch.dtype | None = None
+             ) -> tuple[float, ConfusionMatrix]:
     """Full-resolution evaluation; the confusion matrix is summed across DDP ranks."""
     model.eval()
     confusion = ConfusionMatrix(num_classes, ignore_index)
@@ -47,7 +53,7 @@ def evaluate(model: nn.Module, loader: DataLoader, criterion: Loss | None, devic
     for image, target in tqdm(loader, desc="eval", leave=False, disable=not is_main(),
                               mininterval=MININTERVAL):
         image, target = image.to(device), target.to(device)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+        with autocast(device, amp_dtype):
             logits = model(image)
         if criterion is not None:
             total += criterion(logits, target).item() * image.shape[0]

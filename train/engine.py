@@ -9,7 +9,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from streamseg.evaluate import MININTERVAL
+from streamseg.evaluate import MININTERVAL, autocast
 from streamseg.metrics import is_main, mean_across_ranks
 
 from .losses import Loss
@@ -17,8 +17,7 @@ from .losses import Loss
 
 def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: Loss, optimizer: torch.optim.Optimizer,
                     step_scheduler: Callable[[], None], device: torch.device, scaler: torch.amp.GradScaler,
-                    *, epoch: int, amp: bool, channels_last: bool,
-                    amp_dtype: torch.dtype = torch.float16) -> dict:
+                    *, epoch: int, amp_dtype: torch.dtype | None, channels_last: bool) -> dict:
     """Returns mean train loss and throughput (images/s, data-loading share)."""
     model.train()
     total, count, images, data_time = 0.0, 0, 0, 0.0
@@ -30,7 +29,7 @@ def train_one_epoch(model: nn.Module, loader: DataLoader, criterion: Loss, optim
         image, target = image.to(device, non_blocking=True), target.to(device, non_blocking=True)
         if channels_last:
             image = image.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+        with autocast(device, amp_dtype):
             loss = criterion(model(image), target)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()

@@ -62,18 +62,17 @@ class Run:
     scheduler: torch.optim.lr_scheduler.LambdaLR
     scaler: torch.amp.GradScaler
     device: torch.device
-    amp: bool
+    amp_dtype: torch.dtype | None  # the autocast dtype the steps run in; None: float32
     out: Path
     rank: int = 0
     world: int = 1
     ema: AveragedModel | None = None  # evaluated and saved instead of `net` when on
-    amp_dtype: torch.dtype = torch.float16
     plotted_at: float = float("-inf")  # when the plots were last drawn, and for which epoch
     plotted_epoch: int = 0
 
     @property
     def precision(self) -> str:
-        return str(self.amp_dtype).removeprefix("torch.") if self.amp else "float32"
+        return str(self.amp_dtype or torch.float32).removeprefix("torch.")
 
     @property
     def eval_net(self) -> nn.Module:
@@ -149,12 +148,11 @@ def build_run(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> 
     optimizer = build_optimizer(cfg, net)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, len(train_loader)))
     amp_dtype = autocast_dtype(device) if cfg.amp else None  # a candidate until `settle_precision`
-    amp = amp_dtype is not None
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)  # bf16 needs no loss scaling
     # BatchNorm statistics are averaged too (use_buffers), so the EMA model evaluates as is.
     ema = AveragedModel(net, multi_avg_fn=ramped_ema(cfg.ema), use_buffers=True) if cfg.ema else None
     return Run(cfg, net, info, train_set, val_set, train_loader, val_loader, criterion, optimizer, scheduler,
-               scaler, device, amp, out, rank, world, ema, amp_dtype or torch.float16)
+               scaler, device, amp_dtype, out, rank, world, ema)
 
 
 def resume(spec: str, run: Run) -> RunState:
@@ -188,7 +186,7 @@ def settle_precision(run: Run, saved: str | None) -> None:
         chosen = None
     elif saved is not None:
         chosen = None if saved == "float32" else getattr(torch, saved)
-    elif run.amp_dtype is torch.bfloat16 and run.amp:
+    elif run.amp_dtype is torch.bfloat16:
         chosen, note = faster_cpu_precision(run.cfg, run.net, run.criterion, run.info.num_classes)
         if run.world > 1:  # every rank trains in rank 0's choice
             box = [chosen]
@@ -197,9 +195,9 @@ def settle_precision(run: Run, saved: str | None) -> None:
         if run.rank == 0:
             print(note, flush=True)
     else:
-        chosen = run.amp_dtype if run.amp else None
-    run.amp, run.amp_dtype = chosen is not None, chosen or torch.float16
-    if run.amp and run.rank == 0:
+        chosen = run.amp_dtype
+    run.amp_dtype = chosen
+    if chosen is not None and run.rank == 0:
         print(f"mixed precision: {run.precision} autocast on {run.device.type}", flush=True)
 
 
@@ -267,11 +265,11 @@ def run_epoch(run: Run, model: nn.Module, epoch: int, state: RunState) -> dict:
     start = time.perf_counter()
     lr = run.optimizer.param_groups[0]["lr"]
     stats = train_one_epoch(model, run.train_loader, run.criterion, run.optimizer, run.step, run.device,
-                            run.scaler, epoch=epoch, amp=run.amp, channels_last=cfg.channels_last,
-                            amp_dtype=run.amp_dtype)
+                            run.scaler, epoch=epoch, amp_dtype=run.amp_dtype,
+                            channels_last=cfg.channels_last)
     _sync_buffers(run)
     val_loss, confusion = evaluate(run.eval_net, run.val_loader, run.criterion, run.device, run.info.num_classes,
-                                   run.train_set.ignore_index, amp=run.amp, amp_dtype=run.amp_dtype)
+                                   run.train_set.ignore_index, amp_dtype=run.amp_dtype)
     metrics = confusion.compute(run.info.classes)
     seconds = time.perf_counter() - start
     state.seconds += seconds

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Sampler, get_worker
 from streamseg import cpu
 from streamseg.checkpoint import ModelInfo, load_state
 from streamseg.data import CamVid, DataError, EvalTransform
+from streamseg.evaluate import autocast
 from streamseg.models import resolve
 
 from .config import TrainConfig
@@ -264,7 +265,7 @@ def step_seconds(net: nn.Module, criterion, shape: tuple[int, int, int, int], nu
         for i in range(steps + 1):
             if i == 1:
                 start = time.perf_counter()
-            with torch.autocast("cpu", dtype=amp_dtype or torch.bfloat16, enabled=amp_dtype is not None):
+            with autocast("cpu", amp_dtype):
                 loss = criterion(model(image), target)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
