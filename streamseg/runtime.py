@@ -124,7 +124,7 @@ def _torch(checkpoint: Path, device: str) -> Backend:
     from .backends.torch_backend import TorchBackend
 
     net, info = load_checkpoint(checkpoint)
-    backend = TorchBackend(net, info, device)
+    backend = TorchBackend(net, info, device, log=_stderr)  # its precision check on CUDA
     if not backend.cuda:  # torch's pool would take every core of the node, not this process's share (fleet)
         torch.set_num_threads(plan_threads().inference)
     return backend

@@ -254,7 +254,8 @@ def test_torch_fp16_by_default_only_where_timed_faster(checkpoint: Path, monkeyp
     """On CUDA, FP16 autocast is timed against float32 once per batch shape (H200: FP16 lost at batch 8,
     won at 32). The timing is faked here; on a CPU the backend never autocasts."""
     model, info = load_checkpoint(checkpoint)
-    backend = TorchBackend(model, info, "cpu", fp16=None)
+    said = []
+    backend = TorchBackend(model, info, "cpu", fp16=None, log=said.append)
     assert backend.fp16 is False and "FP16" not in backend.describe()
     assert backend._seconds(torch.from_numpy(batch_of(1)), False) > 0
     backend.fp16 = None  # as on CUDA (torch's CPU autocast runs float16 too)
@@ -269,6 +270,8 @@ def test_torch_fp16_by_default_only_where_timed_faster(checkpoint: Path, monkeyp
     assert timed == [2, 2, 3, 3]  # once per shape, both precisions
     assert backend.fp16_by_shape == {(2, 3, *SIZE): True, (3, 3, *SIZE): False}
     assert backend.describe() == "torch on cpu (FP16 autocast at batch 2, float32 at batch 3)"
+    assert said == ["precision check on cpu at batch 2: float32 1000.0 ms, FP16 autocast 500.0 ms → FP16 autocast",
+                    "precision check on cpu at batch 3: float32 1000.0 ms, FP16 autocast 970.0 ms → float32"]
 
 
 @pytest.mark.gpu

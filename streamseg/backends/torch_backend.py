@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -27,16 +28,19 @@ def pick_device(device: str = "auto") -> torch.device:
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, model: nn.Module, info: ModelInfo, device: str = "auto", *, fp16: bool | None = None) -> None:
+    def __init__(self, model: nn.Module, info: ModelInfo, device: str = "auto", *, fp16: bool | None = None,
+                 log: Callable[[str], None] | None = None) -> None:
         """`fp16`: True / False force FP16 autocast on or off on CUDA; None times both on the first
-        batch of each shape and keeps the faster (on an H200 FP16 lost at batch 8, 0.70x for fcn,
-        and won at batch 32, 1.15x: docs/results/cuda_inference.txt). CPU always runs float32."""
+        batch of each shape, keeps the faster and tells `log` the times (on an H200 FP16 lost at
+        batch 8, 0.70x for fcn, and won at batch 32, 1.15x: docs/results/cuda_inference.txt).
+        CPU always runs float32."""
         self.torch_device = pick_device(device)
         self.device = str(self.torch_device)
         self.info = info
         self.cuda = self.torch_device.type == "cuda"
         self.fp16 = fp16 if self.cuda else False  # FP16 autocast only pays off (and is safe) on CUDA
         self.fp16_by_shape: dict[tuple[int, ...], bool] = {}
+        self.log = log or (lambda _: None)
         self.model = model.to(self.torch_device).eval()
         self._pinned: dict[tuple, torch.Tensor] = {}
         if self.cuda:
@@ -65,7 +69,10 @@ class TorchBackend(Backend):
             return self.fp16
         shape = tuple(x.shape)
         if shape not in self.fp16_by_shape:
-            self.fp16_by_shape[shape] = self._seconds(x, True) < FP16_MARGIN * self._seconds(x, False)
+            half, full = self._seconds(x, True), self._seconds(x, False)
+            self.fp16_by_shape[shape] = half < FP16_MARGIN * full
+            self.log(f"precision check on {self.device} at batch {shape[0]}: float32 {full * 1e3:.1f} ms, FP16 autocast "
+                     f"{half * 1e3:.1f} ms → {'FP16 autocast' if self.fp16_by_shape[shape] else 'float32'}")
         return self.fp16_by_shape[shape]
 
     def _seconds(self, x: torch.Tensor, fp16: bool, rounds: int = 3) -> float:
