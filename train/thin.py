@@ -63,25 +63,29 @@ def best_shift(predicted: np.ndarray, labelled: np.ndarray, reach: int = 3) -> t
     return max(scores, key=lambda s: (s[0], -abs(s[1]) - abs(s[2])))  # ties: the smaller shift
 
 
+def fitted_map(label: torch.Tensor, stride: int, num_classes: int, ignore_index: int, steps: int) -> torch.Tensor:
+    """The (H, W) class map of free stride-`stride` logits fitted to `label` with cross-entropy
+    through bilinear upsampling, as a head's logits reach the input size."""
+    height, width = label.shape
+    logits = torch.zeros(1, num_classes, -(-height // stride), -(-width // stride), requires_grad=True)
+    optimizer = torch.optim.Adam([logits], lr=0.3)
+    for _ in range(steps):
+        upsampled = F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
+        loss = F.cross_entropy(upsampled, label[None], ignore_index=ignore_index)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False).argmax(1)[0]
+
+
 def stride_ceiling(labels: np.ndarray, class_index: int, stride: int, num_classes: int,
                    ignore_index: int, steps: int = 150) -> float:
-    """IoU of `class_index` reached by free stride-`stride` logits, fitted to each label map with
-    cross-entropy through bilinear upsampling: an upper bound for any head at that stride."""
+    """IoU of `class_index` over `labels` reached by `fitted_map`: an upper bound for any head at that stride."""
     inter = union = 0
     for label in torch.from_numpy(labels.astype(np.int64)):
-        height, width = label.shape
-        logits = torch.zeros(1, num_classes, -(-height // stride), -(-width // stride), requires_grad=True)
-        optimizer = torch.optim.Adam([logits], lr=0.3)
-
-        def upsampled() -> torch.Tensor:
-            return F.interpolate(logits, size=(height, width), mode="bilinear", align_corners=False)
-        for _ in range(steps):
-            loss = F.cross_entropy(upsampled(), label[None], ignore_index=ignore_index)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        with torch.no_grad():
-            predicted = (upsampled().argmax(1)[0] == class_index) & (label != ignore_index)
+        predicted = fitted_map(label, stride, num_classes, ignore_index, steps) == class_index
+        predicted &= label != ignore_index
         labelled = label == class_index
         inter += int((predicted & labelled).sum())
         union += int((predicted | labelled).sum())
@@ -95,8 +99,8 @@ def diagnose(predictions: np.ndarray, labels: np.ndarray, classes: tuple, name: 
     predicted, labelled = (predictions == c) & (labels != ignore_index), labels == c
     frames = len(labels)
     precision, recall = tolerant_scores(predicted, labelled, 0)
-    lines = [f"{name}: IoU {iou(predicted, labelled):.3f}  precision {precision:.3f}  recall {recall:.3f}  "
-             f"({labelled.sum() / frames:.0f} labelled, {predicted.sum() / frames:.0f} predicted px per frame)"]
+    lines = [(f"{name}: IoU {iou(predicted, labelled):.3f}  precision {precision:.3f}  recall {recall:.3f}  "
+              f"({labelled.sum() / frames:.0f} labelled, {predicted.sum() / frames:.0f} predicted px per frame)")]
     for radius in (1, 2, 3):
         precision, recall = tolerant_scores(predicted, labelled, radius)
         lines.append(f"  within {radius} px: precision {precision:.3f}  recall {recall:.3f}")
