@@ -66,3 +66,9 @@ def test_cli_reports_each_class_and_rejects_an_unknown_one(tmp_path: Path) -> No
     bad = CliRunner().invoke(main, [*args, "--classes", "Pole,Lamp"])
     assert bad.exit_code == 2
     assert "Lamp not among Sky, Building" in bad.output
+    no_split = CliRunner().invoke(main, [*args, "--split", "test"])
+    assert no_split.exit_code == 1 and "Traceback" not in no_split.output
+    assert no_split.output.startswith("Error: ") and no_split.output.count("\n") == 1
+    (tmp_path / "junk.safetensors").write_bytes(b"not a checkpoint")
+    junk = CliRunner().invoke(main, ["-m", str(tmp_path / "junk.safetensors"), "--data", str(data)])
+    assert junk.exit_code == 1 and junk.output.startswith("Error: ")

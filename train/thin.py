@@ -21,7 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from streamseg.checkpoint import load_checkpoint, read_info
+from streamseg.data import DataError
 from streamseg.evaluate import EvalConfig, open_split
+from streamseg.modelinfo import CheckpointError
 
 
 @torch.inference_mode()
@@ -121,11 +123,14 @@ def diagnose(predictions: np.ndarray, labels: np.ndarray, classes: tuple, name: 
 @click.option("--ceiling", "strides", multiple=True, type=click.IntRange(min=1),
               help="also fit the best logit map at this output stride (repeatable; slow: ~10 s a frame)")
 def main(checkpoint: str, data: str, split: str, names: str, every: int, strides: tuple[int, ...]) -> None:
-    wanted, known = [n.strip() for n in names.split(",")], read_info(checkpoint).classes
-    unknown = [n for n in wanted if n not in known]
-    if unknown:
-        raise click.BadParameter(f"{', '.join(unknown)} not among {', '.join(known)}", param_hint="--classes")
-    predictions, labels, classes, ignore_index = predict_split(checkpoint, data, split, every)
+    try:  # a file that is no checkpoint, a split that is not there: one line, no traceback
+        wanted, known = [n.strip() for n in names.split(",")], read_info(checkpoint).classes
+        unknown = [n for n in wanted if n not in known]
+        if unknown:
+            raise click.BadParameter(f"{', '.join(unknown)} not among {', '.join(known)}", param_hint="--classes")
+        predictions, labels, classes, ignore_index = predict_split(checkpoint, data, split, every)
+    except (CheckpointError, DataError) as error:
+        raise click.ClickException(str(error)) from None
     click.echo(f"{checkpoint} on {split} ({len(labels)} frames, every {every}):")
     for name in wanted:
         for line in diagnose(predictions, labels, classes, name, ignore_index):
