@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from streamseg.checkpoint import ModelInfo, save_checkpoint
 from tests.camvid_data import make_camvid
-from train.thin import best_shift, diagnose, iou, main, stride_ceiling, tolerant_scores
+from train.thin import best_shift, confusion, diagnose, iou, main, stride_ceiling, tolerant_scores
 
 POLE, VOID = 2, 11
 
@@ -48,7 +48,9 @@ def test_diagnose_names_where_the_labelled_pixels_went() -> None:
     labels = pole_labels()
     predictions = labels.copy()
     predictions[:, 4:12, 20:22] = 1  # the pole's upper third called Building
-    lines = diagnose(predictions, labels, ("Sky", "Building", "Pole", "Road"), "Pole", VOID)
+    classes = ("Sky", "Building", "Pole", "Road")
+    matrix = confusion(predictions, labels, len(classes), VOID)
+    lines = diagnose(predictions, labels, matrix, classes, "Pole", VOID)
     assert lines[0] == "Pole: IoU 0.667  precision 1.000  recall 0.667  (48 labelled, 32 predicted px per frame)"
     assert lines[4].endswith("best whole-frame shift: (+0, +0) px → IoU 0.667")
     assert "its labelled pixels predicted as: Pole 0.67, Building 0.33, " in lines[5]
@@ -63,6 +65,7 @@ def test_cli_reports_each_class_and_rejects_an_unknown_one(tmp_path: Path) -> No
     assert result.exit_code == 0, result.output
     assert "on val (3 frames, every 1)" in result.output
     assert result.output.count("within 2 px") == 2
+    assert "Car: IoU " in result.output and "Tree: IoU " in result.output
     bad = CliRunner().invoke(main, [*args, "--classes", "Pole,Lamp"])
     assert bad.exit_code == 2
     assert "Lamp not among Sky, Building" in bad.output

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from streamseg.checkpoint import load_checkpoint, read_info
 from streamseg.data import DataError
 from streamseg.evaluate import EvalConfig, open_split
+from streamseg.metrics import ConfusionMatrix, metrics_from_confusion
 from streamseg.modelinfo import CheckpointError
 
 
@@ -94,21 +95,35 @@ def stride_ceiling(labels: np.ndarray, class_index: int, stride: int, num_classe
     return inter / max(union, 1)
 
 
-def diagnose(predictions: np.ndarray, labels: np.ndarray, classes: tuple, name: str,
+def confusion(predictions: np.ndarray, labels: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
+    """The split's confusion matrix (rows: labelled, columns: predicted), as `streamseg eval` counts it."""
+    matrix = ConfusionMatrix(num_classes, ignore_index)
+    matrix.update(torch.from_numpy(labels), torch.from_numpy(predictions))
+    return matrix.matrix.numpy()
+
+
+def _score(value: float | None) -> str:
+    """'-' where the metrics have no value (a class never labelled, or never predicted), as `streamseg eval` prints it."""
+    return "-" if value is None else f"{value:.3f}"
+
+
+def diagnose(predictions: np.ndarray, labels: np.ndarray, matrix: np.ndarray, classes: tuple, name: str,
              ignore_index: int) -> list[str]:
-    """The report's lines for one class."""
+    """The report's lines for one class; IoU, precision, recall and where its pixels went are
+    `matrix`'s, the metrics every other number in streamseg comes from."""
     c = classes.index(name)
+    metrics = metrics_from_confusion(matrix, classes)
     predicted, labelled = (predictions == c) & (labels != ignore_index), labels == c
     frames = len(labels)
-    precision, recall = tolerant_scores(predicted, labelled, 0)
-    lines = [(f"{name}: IoU {iou(predicted, labelled):.3f}  precision {precision:.3f}  recall {recall:.3f}  "
-              f"({labelled.sum() / frames:.0f} labelled, {predicted.sum() / frames:.0f} predicted px per frame)")]
+    iou_, precision_, recall_ = (_score(metrics[k][name]) for k in ("iou", "precision", "recall"))
+    lines = [(f"{name}: IoU {iou_}  precision {precision_}  recall {recall_}  ({matrix[c].sum() / frames:.0f} labelled, "
+              f"{matrix[:, c].sum() / frames:.0f} predicted px per frame)")]
     for radius in (1, 2, 3):
         precision, recall = tolerant_scores(predicted, labelled, radius)
         lines.append(f"  within {radius} px: precision {precision:.3f}  recall {recall:.3f}")
     score, dy, dx = best_shift(predicted, labelled)
     lines.append(f"  best whole-frame shift: ({dy:+d}, {dx:+d}) px → IoU {score:.3f}")
-    shares = np.bincount(predictions[labelled], minlength=len(classes))[:len(classes)] / max(labelled.sum(), 1)
+    shares = matrix[c] / max(matrix[c].sum(), 1)
     lines.append("  its labelled pixels predicted as: " + ", ".join(
         f"{classes[i]} {shares[i]:.2f}" for i in np.argsort(shares)[::-1][:4]))
     return lines
@@ -132,8 +147,9 @@ def main(checkpoint: str, data: str, split: str, names: str, every: int, strides
     except (CheckpointError, DataError) as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"{checkpoint} on {split} ({len(labels)} frames, every {every}):")
+    matrix = confusion(predictions, labels, len(classes), ignore_index)
     for name in wanted:
-        for line in diagnose(predictions, labels, classes, name, ignore_index):
+        for line in diagnose(predictions, labels, matrix, classes, name, ignore_index):
             click.echo(line)
         for stride in strides:
             ceiling = stride_ceiling(labels[::5], classes.index(name), stride, len(classes), ignore_index)
