@@ -7,7 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from train.losses import build_loss, dice_loss, median_frequency_weights, ohem_cross_entropy
+from train.losses import (
+    CLASS_WEIGHTS,
+    build_loss,
+    dice_loss,
+    log_frequency_weights,
+    median_frequency_weights,
+    ohem_cross_entropy,
+)
 
 VOID = 2
 
@@ -74,7 +81,7 @@ def test_ohem_keeps_a_minimum_of_the_hardest_pixels() -> None:
     assert ohem_cross_entropy(logits, target, VOID, min_kept=0.5).item() == pytest.approx(both, rel=1e-5)
 
 
-@pytest.mark.parametrize("name", ["ce", "wce", "dice", "ce+dice", "ohem"])
+@pytest.mark.parametrize("name", ["ce", "wce", "dice", "ce+dice", "wce+dice", "ohem"])
 def test_all_void_batch_is_zero_and_finite(name: str) -> None:
     logits = torch.randn(2, 2, 3, 3, requires_grad=True)
     loss = build_loss(name, VOID, torch.ones(2))(logits, torch.full((2, 3, 3), VOID))
@@ -88,6 +95,17 @@ def test_unknown_loss_and_missing_weights() -> None:
         build_loss("focal", VOID)
     with pytest.raises(ValueError, match="weights"):
         build_loss("wce", VOID)
+    with pytest.raises(ValueError, match="weights"):
+        build_loss("wce+dice", VOID)
+
+
+def test_weighted_ce_plus_dice_is_the_sum_of_its_parts() -> None:
+    logits, target = _case()
+    weights = torch.tensor([1.0, 3.0])
+    total = build_loss("wce+dice", VOID, weights)(logits, target)
+    parts = build_loss("wce", VOID, weights)(logits, target) + build_loss("dice", VOID)(logits, target)
+    assert total.item() == pytest.approx(parts.item(), rel=1e-6)
+    assert total.item() != pytest.approx(build_loss("ce+dice", VOID)(logits, target).item(), rel=1e-3)
 
 
 def test_median_frequency_weights() -> None:
@@ -97,3 +115,16 @@ def test_median_frequency_weights() -> None:
     # f0 = 4/7, f1 = 1/4, f2 = 2/3 → median 4/7; class 3 never appears → weight 0.
     np.testing.assert_allclose(weights.numpy(), [1.0, 16 / 7, 6 / 7, 0.0], rtol=1e-6)
     assert weights.dtype == torch.float32
+
+
+def test_log_frequency_weights() -> None:
+    masks = [np.array([[0, 0, 0, 1]], np.uint8), np.array([[0, 2, 2, 9]], np.uint8)]  # 9 = void
+    # shares of the 7 labelled pixels: 4/7, 1/7, 2/7, 0 → w = 1 / ln(c + share); an absent class gets the cap 1/ln(c).
+    for name, c in (("enet", 1.02), ("cgnet", 1.10)):
+        expected = [1 / math.log(c + share) for share in (4 / 7, 1 / 7, 2 / 7, 0.0)]
+        np.testing.assert_allclose(CLASS_WEIGHTS[name](masks, 4, 9).numpy(), expected, rtol=1e-6)
+    weights = log_frequency_weights(masks, num_classes=4, ignore_index=9, c=1.10)
+    assert weights.dtype == torch.float32
+    assert weights[1] > weights[2] > weights[0]  # rarer classes weigh more
+    np.testing.assert_allclose(CLASS_WEIGHTS["median-frequency"](masks, 4, 9).numpy(),
+                               median_frequency_weights(masks, 4, 9).numpy())

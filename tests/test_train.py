@@ -69,7 +69,8 @@ def save_random(path: Path, name: str) -> Path:
 
 
 @pytest.mark.parametrize("model, extra", [
-    ("fcn", ["--loss", "wce", "--optimizer", "sgd", "--nesterov", "--schedule", "cosine"]),
+    ("fcn", ["--loss", "wce+dice", "--class-weights", "enet", "--optimizer", "sgd", "--nesterov", "--schedule",
+             "cosine"]),
     ("unet", ["--loss", "ce+dice", "--optimizer", "adam", "--warmup-epochs", "1", "--vflip"]),
     ("deeplab", ["--loss", "dice", "--optimizer", "rmsprop", "--schedule", "constant", "--channels-last"]),
 ])
@@ -77,6 +78,7 @@ def test_one_epoch_writes_every_artefact(data: Path, tmp_path: Path, model: str,
     out = tmp_path / model
     result = run_train("--model", model, "--data", data, "--out", out, *TINY, *extra)
     assert result.exit_code == 0, result.output
+    assert ("class weights (enet): Sky " in result.output) == ("wce+dice" in extra)
     assert sorted(p.name for p in out.iterdir() if p.name != ".lock") == sorted(ARTEFACTS)  # .lock: one writer
     rows = history(out)
     assert [r["epoch"] for r in rows] == ["1"] and float(rows[0]["train_loss"]) > 0

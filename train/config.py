@@ -45,9 +45,13 @@ class TrainConfig:
     # poly: power 0.9, as DeepLab
     schedule: Literal["constant", "poly", "cosine"] = knob("poly", "LR schedule after warm-up.")
     warmup_epochs: int = knob(0, "Linear warm-up epochs.", min=0, alias="--lr-warmup-epochs")
-    loss: Literal["ce", "wce", "dice", "ce+dice", "ohem"] = knob(
-        "ce", "ce, wce (median-frequency-weighted CE), dice, ce+dice, or ohem (CE over the hard pixels: true-class "
-              "probability < 0.7, at least 1/16 of them); all ignore void.")
+    loss: Literal["ce", "wce", "dice", "ce+dice", "wce+dice", "ohem"] = knob(
+        "ce", "ce, wce (class-weighted CE, see --class-weights), dice, ce+dice, wce+dice, or ohem (CE over the hard "
+              "pixels: true-class probability < 0.7, at least 1/16 of them); all ignore void.")
+    class_weights: Literal["median-frequency", "enet", "cgnet"] = knob(
+        "median-frequency", "Class weights of wce and wce+dice, from the training labels: median-frequency "
+                            "(SegNet), enet (1/ln(1.02 + p), p = the class's share of the labelled pixels) or "
+                            "cgnet (1/ln(1.10 + p), the mildest).")
     crop_height: int = knob(256, "Training crop height.", min=1)
     crop_width: int = knob(256, "Training crop width.", min=1)
     # random scale range: the usual CamVid augmentation

@@ -27,6 +27,29 @@ def median_frequency_weights(masks: Iterable[np.ndarray], num_classes: int, igno
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def log_frequency_weights(masks: Iterable[np.ndarray], num_classes: int, ignore_index: int,
+                          c: float) -> torch.Tensor:
+    """ENet's class weighting: w_c = 1 / ln(c + p_c), p_c the class's share of all labelled pixels.
+
+    Bounded by 1 / ln(c) for the rarest classes (ENet's c = 1.02: 50; CGNet's c = 1.10: 10.5), so rare
+    classes weigh more without median-frequency balancing's extremes, which trade precision for recall.
+    """
+    counts = np.zeros(num_classes, dtype=np.float64)
+    for mask in masks:
+        valid = mask[mask != ignore_index]
+        counts += np.bincount(valid.ravel(), minlength=num_classes)[:num_classes]
+    share = counts / max(counts.sum(), 1.0)
+    return torch.tensor(1.0 / np.log(c + share), dtype=torch.float32)
+
+
+# Class weights for wce / wce+dice, by --class-weights; each takes (masks, num_classes, ignore_index).
+CLASS_WEIGHTS = {
+    "median-frequency": median_frequency_weights,
+    "enet": lambda masks, n, ignore: log_frequency_weights(masks, n, ignore, c=1.02),
+    "cgnet": lambda masks, n, ignore: log_frequency_weights(masks, n, ignore, c=1.10),
+}
+
+
 def dice_loss(logits: torch.Tensor, target: torch.Tensor, ignore_index: int, eps: float = 1.0) -> torch.Tensor:
     """Multi-class soft Dice: 1 - mean over classes of 2|P∩G| / (|P|+|G|), void pixels masked out.
 
@@ -73,8 +96,9 @@ def build_loss(name: str, ignore_index: int, weights: torch.Tensor | None = None
 
     losses: dict[str, Loss] = {"ce": ce, "wce": ce, "dice": dice, "ohem": ohem,
                                "ce+dice": lambda logits, target: ce(logits, target) + dice(logits, target)}
+    losses["wce+dice"] = losses["ce+dice"]  # `ce` applies the weights whenever they are given
     if name not in losses:
         raise ValueError(f"unknown loss {name!r}; choose from {', '.join(losses)}")
-    if name == "wce" and weights is None:
+    if name.startswith("wce") and weights is None:
         raise ValueError("loss 'wce' needs class weights")
     return losses[name]

@@ -144,7 +144,10 @@ def build_run(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> 
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
     frozen_part(net, cfg.freeze)  # a wrong --freeze fails now, not after the set-up work
-    criterion, _ = build_criterion(cfg, train_set)
+    criterion, weights = build_criterion(cfg, train_set)
+    if weights is not None and rank == 0:
+        pairs = zip(train_set.classes, weights.tolist(), strict=True)
+        print(f"class weights ({cfg.class_weights}): " + ", ".join(f"{c} {w:.2f}" for c, w in pairs), flush=True)
     optimizer = build_optimizer(cfg, net)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(cfg, len(train_loader)))
     amp_dtype = autocast_dtype(device) if cfg.amp else None  # a candidate until `settle_precision`

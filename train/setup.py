@@ -23,7 +23,7 @@ from streamseg.evaluate import autocast
 from streamseg.models import resolve
 
 from .config import TrainConfig
-from .losses import build_loss, median_frequency_weights
+from .losses import CLASS_WEIGHTS, build_loss
 from .transforms import train_transform
 
 
@@ -107,9 +107,9 @@ def build_data(cfg: TrainConfig, info: ModelInfo, rank: int = 0,
 
 def build_criterion(cfg: TrainConfig, train_set: CamVid):
     weights = None
-    if cfg.loss == "wce":
+    if cfg.loss.startswith("wce"):
         masks = (train_set.read_mask(label) for _, label in train_set.pairs)
-        weights = median_frequency_weights(masks, len(train_set.classes), train_set.ignore_index)
+        weights = CLASS_WEIGHTS[cfg.class_weights](masks, len(train_set.classes), train_set.ignore_index)
     return build_loss(cfg.loss, train_set.ignore_index, weights), weights
 
 
