@@ -32,7 +32,8 @@ def log_frequency_weights(masks: Iterable[np.ndarray], num_classes: int, ignore_
     """ENet's class weighting: w_c = 1 / ln(c + p_c), p_c the class's share of all labelled pixels.
 
     Bounded by 1 / ln(c) for the rarest classes (ENet's c = 1.02: 50; CGNet's c = 1.10: 10.5), so rare
-    classes weigh more without median-frequency balancing's extremes, which trade precision for recall.
+    classes weigh more without median-frequency balancing's extremes (on CamVid train it weighs Pole 32x
+    Road; c = 1.02: 10x; c = 1.10: 3.4x).
     """
     counts = np.zeros(num_classes, dtype=np.float64)
     for mask in masks:
