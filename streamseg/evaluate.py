@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
@@ -17,8 +18,9 @@ from .backends.torch_backend import pick_device
 from .checkpoint import ModelInfo, atomic_write, load_checkpoint
 from .classes import CAMVID_CLASSES
 from .data import CamVid, DataError, EvalTransform
-from .tta import FlipScaleTTA
 from .metrics import ConfusionMatrix, is_main, json_safe, mean_across_ranks
+from .preprocess import keep_size
+from .tta import FlipScaleTTA
 
 # Redraw often on a terminal, rarely in a log file (background runs).
 MININTERVAL = 0.5 if sys.stderr.isatty() else 60.0
@@ -34,6 +36,26 @@ class EvalConfig:
     device: str = "auto"                # auto = CUDA when available
     workers: int = 0
     tta: bool = False                   # flips and scales (streamseg.tta): slower, usually more accurate
+
+
+class AtInputSize(nn.Module):
+    """Runs `model` at the size `streamseg run` gives a frame of this shape (`keep_size` of the
+    checkpoint's `input_size`) and returns logits at the frame's own size, so val numbers are
+    those of the masks users get, measured against full-resolution labels."""
+
+    def __init__(self, model: nn.Module, input_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.model, self.input_size = model, tuple(input_size)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        frame = tuple(image.shape[-2:])
+        size = keep_size(frame, self.input_size)
+        if size == frame:
+            return self.model(image)
+        # antialias when shrinking, as preprocess's INTER_AREA; logits back bilinearly, as the heads do
+        image = F.interpolate(image, size=size, mode="bilinear", align_corners=False,
+                              antialias=size[0] < frame[0])
+        return F.interpolate(self.model(image), size=frame, mode="bilinear", align_corners=False)
 
 
 def autocast(device: torch.device | str, dtype: torch.dtype | None) -> torch.autocast:
@@ -79,8 +101,8 @@ def evaluate_checkpoint(cfg: EvalConfig) -> dict:
     macro means, pixel and mean accuracy, mIoU, fwIoU and the confusion matrix."""
     device = pick_device(cfg.device)
     model, info = load_checkpoint(cfg.checkpoint, device)
-    if cfg.tta:
-        model = FlipScaleTTA(model)
+    # TTA's scales are around the model's own input size, as in `streamseg run --tta`
+    model = AtInputSize(FlipScaleTTA(model) if cfg.tta else model, info.input_size)
     dataset = open_split(cfg, info)
     # Batch 1: frames of a split may differ in size, and this is the full-resolution number.
     loader = DataLoader(dataset, batch_size=1, num_workers=cfg.workers, pin_memory=device.type == "cuda")

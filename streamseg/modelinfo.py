@@ -33,7 +33,10 @@ class ModelInfo:
     palette: tuple[tuple[int, int, int], ...] = CAMVID_PALETTE
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    input_size: tuple[int, int] = (360, 480)    # (H, W) the model was evaluated at
+    # (H, W) the model runs at on frames of its training data's shape (360x480 for CamVid;
+    # 416x544 when trained with --input-scale 1.125); other frames get this short side
+    # (preprocess.keep_size). `streamseg eval`, training's val pass and `run` all use it.
+    input_size: tuple[int, int] = (360, 480)
     training: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -1,10 +1,10 @@
 """Preprocess: frame → the model's input size and normalisation.
 
 Aspect handling is explicit (`--aspect`):
-- `keep` (default): scale so the frame's short side is the short side the model
-  was trained at, keeping the aspect ratio, and run the model at that shape (the
-  long side rounded to a multiple of 32), as mmsegmentation's keep-ratio resize
-  does. The models are fully convolutional and never saw padding in training:
+- `keep` (default): scale so the frame's short side is the short side of the
+  model's input size (ModelInfo.input_size), keeping the aspect ratio, and run the
+  model at that shape (both sides rounded to multiples of 32), as mmsegmentation's
+  keep-ratio resize does. The models are fully convolutional and never saw padding in training:
   a letterbox band on 16:9 footage turned clear sky into Road. Backends bound to
   one input size (a static ONNX export, a TensorRT engine built for another
   shape) get `pad` instead, with a warning that says how to rebuild them.
@@ -29,6 +29,9 @@ ASPECTS = ("keep", "pad", "stretch")
 # The deepest stride of the zoo's backbones (FCN and ResNet/MobileNet at 32; UNet
 # and DeepLab's dilated ones less): at a multiple of it every feature map is whole.
 SIZE_MULTIPLE = 32
+# The shipped models run CamVid's 360-row frames at 416 rows on purpose (`input_size`, trained
+# with --input-scale 1.125); only frames enlarged beyond that margin get the soft-mask warning.
+UPSCALE_WARNING = 1.25
 
 
 @dataclass(frozen=True)
@@ -46,9 +49,8 @@ class Geometry:
     height: int
     width: int
 
-    @property
-    def upscaled(self) -> bool:
-        return self.height > self.frame_size[0] or self.width > self.frame_size[1]
+    def enlarged_beyond(self, factor: float) -> bool:
+        return self.height > self.frame_size[0] * factor or self.width > self.frame_size[1] * factor
 
     @property
     def padded(self) -> bool:
@@ -60,10 +62,19 @@ def to_multiple(length: float) -> int:
     return max(SIZE_MULTIPLE, round(length / SIZE_MULTIPLE) * SIZE_MULTIPLE)
 
 
+def scaled_size(frame_size: tuple[int, int], scale: float) -> tuple[int, int]:
+    """The model input for `(H, W)` frames enlarged `scale` times, each side a multiple of 32:
+    CamVid's 360x480 at 1.125 → 416x544 (what training's `--input-scale` records)."""
+    return to_multiple(frame_size[0] * scale), to_multiple(frame_size[1] * scale)
+
+
 def keep_size(frame_size: tuple[int, int], input_size: tuple[int, int]) -> tuple[int, int]:
-    """The `keep` model input for an `(H, W)` frame: its short side at the training size's
-    short side (whatever the model trained at, it runs at), the long side in proportion."""
-    short = min(input_size)
+    """The `keep` model input for an `(H, W)` frame: its short side at the model's input short
+    side, the long side in proportion, both rounded to multiples of 32. Rounding the short side
+    too matters: at 360 rows the stride-32 features cover 11.25 cells, the decoders' upsampling
+    misaligns them with the skips, and val mIoU drops 0.008–0.017 against 352 rows (measured,
+    docs/results/README.md); training never saw such sizes (its crops are multiples of 32)."""
+    short = to_multiple(min(input_size))
     frame_h, frame_w = frame_size
     if frame_h <= frame_w:
         return short, to_multiple(frame_w * short / frame_h)
@@ -74,7 +85,7 @@ def plan_geometry(frame_size: tuple[int, int], input_size: tuple[int, int], aspe
                   fixed: tuple[int, int] | None = None) -> Geometry:
     """How to place an `(H, W)` frame into the model input for the given aspect mode.
 
-    `input_size` is the size the model was trained at; `fixed` the only input size
+    `input_size` is the model's own input size (ModelInfo.input_size); `fixed` the only input size
     the backend accepts (None: any). `keep` falls back to `pad` when the two differ.
     """
     if aspect not in ASPECTS:
@@ -116,7 +127,7 @@ class Preprocessor:
                             "export`) or a TensorRT engine built for %dx%d (`streamseg export --fp16 --height %d "
                             "--width %d`)", self.fixed[1], self.fixed[0], frame_size[1], frame_size[0],
                             want[1], want[0], want[0], want[1])
-            if self._geometry.upscaled:
+            if self._geometry.enlarged_beyond(UPSCALE_WARNING):
                 log.warning("frames of %dx%d are upscaled to %dx%d for the model; expect softer masks",
                             frame_size[1], frame_size[0], self._geometry.width, self._geometry.height)
         return self._geometry

@@ -18,7 +18,7 @@ from streamseg.preprocess import PreprocessConfig, keep_size, plan_geometry
 from streamseg.stats import RunStats
 
 SKY, BAND = 0, 5   # what the stand-in model calls bright pixels, and the letterbox's mean colour
-TRAINED = (90, 120)  # a 4:3 training size, as CamVid's 360x480, small enough for a CPU test
+TRAINED = (96, 128)  # a 4:3 input size, as the shipped 416x544, small enough for a CPU test
 
 
 class Brightness(nn.Module):
@@ -75,19 +75,23 @@ def brightness():
     return TorchBackend(Brightness(), ModelInfo.for_model("unet", input_size=TRAINED), "cpu")
 
 
-def test_keep_runs_the_short_side_at_the_training_size():
-    assert keep_size((540, 960), (360, 480)) == (360, 640)      # 16:9 dashcam
-    assert keep_size((720, 960), (360, 480)) == (360, 480)      # 4:3, as in training
-    assert keep_size((960, 540), (360, 480)) == (640, 360)      # portrait phone video
-    assert keep_size((1080, 2520), (360, 480)) == (360, 832)    # 21:9, long side to a multiple of 32
-    geometry = plan_geometry((540, 960), (360, 480))
-    assert geometry.input_size == (360, 640) and not geometry.padded  # the default: no letterbox
-    assert plan_geometry((540, 960), (360, 480), fixed=(360, 480)).padded  # a one-size backend: letterbox
+def test_keep_runs_the_short_side_at_the_models_input_size():
+    assert keep_size((540, 960), (416, 544)) == (416, 736)      # 16:9 dashcam
+    assert keep_size((720, 960), (416, 544)) == (416, 544)      # 4:3, as CamVid
+    assert keep_size((960, 540), (416, 544)) == (736, 416)      # portrait phone video
+    assert keep_size((1080, 2520), (416, 544)) == (416, 960)    # 21:9, long side to a multiple of 32
+    # An input size off the 32 grid (a checkpoint from before --input-scale) is rounded onto it:
+    # 360 rows would leave the stride-32 features 11.25 cells high.
+    assert keep_size((360, 480), (360, 480)) == (352, 480)
+    assert keep_size((540, 960), (360, 480)) == (352, 640)
+    geometry = plan_geometry((540, 960), (416, 544))
+    assert geometry.input_size == (416, 736) and not geometry.padded  # the default: no letterbox
+    assert plan_geometry((540, 960), (416, 544), fixed=(416, 544)).padded  # a one-size backend: letterbox
 
 
 def test_default_segments_16_9_at_its_own_aspect_ratio_without_a_pad_class(sky_clip, brightness):
     labels, shape = segment(sky_clip, brightness)
-    assert shape == (1, 3, 90, 160)  # 16:9 like the frame: 90 rows, as trained
+    assert shape == (1, 3, 96, 160)  # 16:9 like the frame: 96 rows, the model's own
     assert all(frame.shape == (180, 320) for frame in labels)
     default = set(np.unique(labels).tolist())
     stretched = set(np.unique(segment(sky_clip, brightness, "stretch")[0]).tolist())
@@ -110,13 +114,13 @@ def test_onnx_export_runs_at_a_16_9_shape(tmp_path, small_unet, sky_clip):
                         log=lambda _: None).onnx
     backend = OnnxBackend(onnx, device="cpu")
     assert backend.fixed_size is None  # height and width are dynamic by default
-    images = np.random.default_rng(0).normal(size=(2, 3, 90, 160)).astype(np.float32)
+    images = np.random.default_rng(0).normal(size=(2, 3, 96, 160)).astype(np.float32)
     model, _ = load_checkpoint(small_unet)
     with torch.inference_mode():
         reference = model(torch.from_numpy(images)).numpy()
     np.testing.assert_allclose(backend.logits(images), reference, atol=1e-4)
     labels, shape = segment(sky_clip, backend)
-    assert shape == (1, 3, 90, 160) and labels[0].shape == (180, 320)
+    assert shape == (1, 3, 96, 160) and labels[0].shape == (180, 320)
 
 
 def test_openvino_runs_the_dynamic_export_at_the_stream_shape(tmp_path, small_unet, sky_clip):
@@ -128,7 +132,7 @@ def test_openvino_runs_the_dynamic_export_at_the_stream_shape(tmp_path, small_un
     backend = OpenVinoBackend(onnx, precision="fp32", threads=1)
     assert backend.fixed_size is None
     labels, shape = segment(sky_clip, backend)
-    assert shape == (1, 3, 90, 160) and labels[0].shape == (180, 320)  # 16:9, no letterbox
+    assert shape == (1, 3, 96, 160) and labels[0].shape == (180, 320)  # 16:9, no letterbox
     reference, _ = segment(sky_clip, OnnxBackend(onnx, device="cpu"))
     assert all((ours == theirs).mean() >= 0.999 for ours, theirs in zip(labels, reference, strict=True))
 
@@ -140,7 +144,7 @@ def test_a_static_export_is_letterboxed_with_a_hint(tmp_path, small_unet, sky_cl
     with caplog.at_level(logging.WARNING, logger="streamseg"):
         labels, shape = segment(sky_clip, backend)
     assert shape == (1, 3, *TRAINED) and labels[0].shape == (180, 320)
-    assert any("letterboxed" in r.message and "160x90" in r.message for r in caplog.records)
+    assert any("letterboxed" in r.message and "160x96" in r.message for r in caplog.records)
 
 
 def test_a_size_change_mid_stream_starts_a_new_batch():

@@ -252,3 +252,20 @@ def test_tta_averages_flipped_and_scaled_views(data: Path, checkpoint: Path, tmp
     reports = [json.loads((tmp_path / f"{name}.json").read_text()) for name in ("plain", "tta")]
     assert [r["tta"] for r in reports] == [False, True]
     assert reports[0]["pixels"] == reports[1]["pixels"]
+
+
+def test_eval_runs_the_model_at_its_input_size_and_scores_full_resolution() -> None:
+    """What `streamseg run` feeds a frame (keep_size of the checkpoint's input_size), logits back at the labels' size."""
+    from streamseg.evaluate import AtInputSize
+
+    seen = []
+
+    class Recorder(torch.nn.Module):
+        def forward(self, x):
+            seen.append(tuple(x.shape[-2:]))
+            return torch.zeros(x.shape[0], 11, *x.shape[-2:])
+
+    assert AtInputSize(Recorder(), (416, 544))(torch.zeros(1, 3, 360, 480)).shape == (1, 11, 360, 480)
+    assert AtInputSize(Recorder(), (360, 480))(torch.zeros(1, 3, 360, 480)).shape == (1, 11, 360, 480)
+    assert AtInputSize(Recorder(), (352, 480))(torch.zeros(1, 3, 352, 480)).shape == (1, 11, 352, 480)
+    assert seen == [(416, 544), (352, 480), (352, 480)]  # on the 32 grid; an exact fit is passed through

@@ -167,7 +167,7 @@ def test_pad_geometry_keeps_aspect_and_stretch_fills():
     assert (pad.top, pad.left, pad.height, pad.width) == (45, 0, 270, 480)
     stretch = plan_geometry((720, 1280), (360, 480), "stretch")
     assert (stretch.top, stretch.left, stretch.height, stretch.width) == (0, 0, 360, 480)
-    assert plan_geometry((100, 100), (360, 480)).upscaled
+    assert plan_geometry((100, 100), (360, 480)).enlarged_beyond(1.25)
 
 
 def test_preprocess_normalises_and_pads_with_the_mean():
@@ -261,6 +261,16 @@ def test_upscaling_is_warned_once(caplog):
     with caplog.at_level("WARNING", logger="streamseg"):
         preprocess(np.zeros((12, 16, 3), np.uint8))
         preprocess(np.zeros((12, 16, 3), np.uint8))
+    assert len([r for r in caplog.records if "upscaled" in r.message]) == 1
+
+
+def test_the_models_own_enlargement_is_not_warned(caplog):
+    """416x544 models read 360x480 frames enlarged 1.16x by design; a 240x320 webcam is 1.73x."""
+    preprocess = Preprocessor(ModelInfo.for_model("unet", input_size=(416, 544)))
+    with caplog.at_level("WARNING", logger="streamseg"):
+        assert preprocess(np.zeros((360, 480, 3), np.uint8)).shape == (3, 416, 544)
+        assert not caplog.records
+        assert preprocess(np.zeros((240, 320, 3), np.uint8)).shape == (3, 416, 544)
     assert len([r for r in caplog.records if "upscaled" in r.message]) == 1
 
 

@@ -24,10 +24,11 @@ def test_command_line_round_trips_through_the_cli() -> None:
 def test_results_table_has_a_row_per_model_and_per_class_iou() -> None:
     metrics = {"pixel_accuracy": 0.9, "mIoU": 0.5, "precision_macro": 0.6, "recall_macro": 0.7, "f1_macro": 0.65,
                "iou": {"Sky": 0.9, "Pole": None}, "classes": ["Sky", "Pole"]}
-    rows = [{"name": "fcn", "arch": "fcn8s", "metrics": metrics, "params_m": 5.25, "gflops": 2.33, "fps": 12.0,
+    rows = [{"name": "fcn", "arch": "fcn8s", "input": "416x544", "metrics": metrics, "params_m": 5.25, "gflops": 2.33,
+             "fps": 12.0,
              "epochs": "20/22", "train_minutes": 89.4}]
     table = results_markdown(rows, ["Sky", "Pole"])
-    assert "| fcn | fcn8s | 0.9000 | 0.5000 |" in table and "| 0.9062 |" in table  # seed figure beside ours
+    assert "| fcn | fcn8s | 416x544 | 0.9000 | 0.5000 |" in table and "| 0.9062 |" in table  # seed figure beside ours
     assert "| fcn | 0.900 | – |" in table
 
 
@@ -108,7 +109,8 @@ def test_a_train_val_final_ships_its_last_epoch_and_reports_its_twin(tmp_path: P
     assert json.loads((tmp_path / "docs/unet/metrics_shipped.json").read_text())["train_val_final"] is True
     command = (tmp_path / "docs/unet/command.txt").read_text().splitlines()
     assert "--train-split train+val" in command[0] and "--train-split train " in command[1]
-    row = {"name": "unet", "arch": "unet", "final": True, "params_m": 1.0, "gflops": 1.0, "fps": 10.0,
+    row = {"name": "unet", "arch": "unet", "input": "416x544", "final": True, "params_m": 1.0, "gflops": 1.0,
+           "fps": 10.0,
            "epochs": "2/2", "train_minutes": 1.0, "metrics": {"pixel_accuracy": 0.9, "mIoU": 0.5,
                                                            "precision_macro": 0.6, "recall_macro": 0.7,
                                                            "f1_macro": 0.65, "iou": {"Sky": 0.9}}}

@@ -87,6 +87,7 @@ def test_one_epoch_writes_every_artefact(data: Path, tmp_path: Path, model: str,
     assert sum(map(sum, metrics["confusion_matrix"])) == valid_pixels(data, "val")  # void never counted
     net, info = load_checkpoint(out / "best.safetensors")
     assert info.name == model and info.training["epoch"] == 1 and info.training["config"]["model"] == model
+    assert info.input_size == (64, 64)  # 48x64 frames x 1.125 (the default --input-scale) on the 32 grid
     assert net(torch.zeros(1, 3, 48, 64)).shape == (1, 11, 48, 64)
     payload = load_resume(str(out))
     assert set(payload) == {"model", "optimizer", "scheduler", "scaler", "rng", "state", "config", "precision"}
@@ -185,10 +186,11 @@ def test_model_options_reach_the_builder_and_the_checkpoint(data: Path, tmp_path
     # The paper's UNet, which the unet preset no longer is, from the command line.
     out = tmp_path / "classic"
     result = run_train("--model", "unet", "--data", data, "--out", out, *TINY, "--model-option", "encoder=classic",
-                       "--model-option", "base_channels=4", "--model-option", "depth=2")
+                       "--model-option", "base_channels=4", "--model-option", "depth=2", "--input-scale", "2")
     assert result.exit_code == 0, result.output
     info = read_info(out / "last.safetensors")
     assert info.options == {"encoder": "classic", "base_channels": 4, "depth": 2}
+    assert info.input_size == (96, 128)  # the 48x64 val frames, twice as large: what eval and run feed it
     assert info.training["config"]["model_option"] == ["encoder=classic", "base_channels=4", "depth=2"]
     resumed = run_train("--resume", out, "--epochs", "2")  # the saved options come back from the resume file
     assert resumed.exit_code == 0, resumed.output

@@ -17,6 +17,7 @@ from torch import nn
 
 from streamseg.checkpoint import ModelInfo, atomic_write, load_checkpoint, save_checkpoint
 from streamseg.data import CamVid, read_rgb
+from streamseg.evaluate import AtInputSize
 from streamseg.metrics import json_safe
 
 from .config import TrainConfig
@@ -76,6 +77,7 @@ def draw_plots(out: Path, val_set: CamVid, device: torch.device, drawn_epoch: in
     plot_confusion(best, out / "confusion.png")
     plot_per_class_iou(best, out / "per_class_iou.png")
     model, info = load_checkpoint(out / "best.safetensors", device)
+    model = AtInputSize(model, info.input_size)
     plot_predictions(predictions(model, val_set, device), info.palette, out / "predictions.png")
 
 

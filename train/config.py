@@ -57,6 +57,12 @@ class TrainConfig:
     # random scale range: the usual CamVid augmentation
     scale_min: float = knob(0.5, "Smallest random scale.", min=0, min_open=True)
     scale_max: float = knob(2.0, "Largest random scale.", min=0, min_open=True)
+    # FixRes (Touvron et al., 2019): random-scale crops show objects ~1.1-1.4x larger on average than the
+    # frames do, so the model reads frames best a little enlarged too (1.0-1.5 measured on the unseen
+    # sequence and on val: docs/results/README.md, 2026-11-30 eighth session).
+    input_scale: float = knob(1.125, "The model runs on frames enlarged this much, each side rounded to a multiple "
+                                     "of 32 (CamVid 360x480 → 416x544): validation here, and `streamseg eval`, `run` "
+                                     "and `export` through the checkpoint's input_size.", min=0, min_open=True)
     hflip: bool = knob(True, "Random horizontal flips.")
     vflip: bool = knob(False, "Random vertical flips.")                  # off: road scenes have a fixed "up"
     rotate: float = knob(10.0, "Max random rotation (degrees, 0 = off).", min=0, max=180)

@@ -4,7 +4,8 @@
 
 For each preset (fcn, unet, deeplab): re-evaluates `runs/<name>/best` on val
 at full resolution from the FP16 copy we ship, copies the run's artefacts to
-`docs/results/<name>/`, measures ONNX Runtime CPU fps (batch 1, 360x480), and
+`docs/results/<name>/`, measures ONNX Runtime CPU fps (batch 1, CamVid's 360x480 frames at the model's input
+size, as `streamseg run` feeds them), and
 regenerates the table between the README's `results` markers. Nothing in the
 table is typed by hand. A final trained on train+val (`--run deeplab=runs/deeplab-tv
 --twin deeplab=runs/deeplab-tr`) ships its last epoch and reports its train-only
@@ -24,8 +25,9 @@ import torch
 from streamseg.checkpoint import WEIGHTS_DIR, load_checkpoint, read_info, save_checkpoint
 from streamseg.classes import colorize
 from streamseg.data import CamVid, EvalTransform, read_rgb
-from streamseg.evaluate import EvalConfig
+from streamseg.evaluate import AtInputSize, EvalConfig
 from streamseg.evaluate import evaluate_checkpoint as evaluate_split
+from streamseg.preprocess import keep_size
 from streamseg.zoo import describe
 
 PRESET_NAMES = ("fcn", "unet", "deeplab")
@@ -64,10 +66,12 @@ def evaluate_checkpoint(path: Path, data: str) -> dict:
 
 
 def onnx_fps(path: Path, frames: int = 30) -> float:
-    """ONNX Runtime CPU frames/s at batch 1, 360x480, warm-up excluded."""
+    """ONNX Runtime CPU frames/s at batch 1 on CamVid's 360x480 frames, run at the model's input
+    size (`streamseg run`'s), warm-up excluded."""
     from streamseg.runtime import load_backend
     backend, _ = load_backend(str(path), backend="onnx", device="cpu", batch=1)
-    batch = np.random.default_rng(0).standard_normal((1, 3, 360, 480), dtype=np.float32)
+    size = keep_size((360, 480), tuple(backend.info.input_size))
+    batch = np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32)
     for _ in range(3):
         backend.predict(batch)
     start = time.perf_counter()
@@ -107,7 +111,7 @@ def comparison_picture(checkpoints: dict[str, Path], data: str, out: Path, index
         val = CamVid(data, "val", EvalTransform(info.mean, info.std))
         image, target = val[index]
         with torch.inference_mode():
-            prediction = model(image[None]).argmax(1)[0].numpy().astype(np.uint8)
+            prediction = AtInputSize(model, info.input_size)(image[None]).argmax(1)[0].numpy().astype(np.uint8)
         if not panels:
             panels += [("image", read_rgb(val.pairs[index][0])),
                        ("ground truth", colorize(target.numpy().astype(np.uint8), info.palette))]
@@ -124,15 +128,15 @@ def comparison_picture(checkpoints: dict[str, Path], data: str, out: Path, index
 
 def results_markdown(rows: list[dict], classes: list[str]) -> str:
     lines = [
-        "| model | arch | pixel acc. | mIoU | precision | recall | F1 | params | GFLOPs | CPU fps (ORT, b=1) "
+        "| model | arch | input | pixel acc. | mIoU | precision | recall | F1 | params | GFLOPs | CPU fps (ORT, b=1) "
         "| best epoch | train time to best | seed study pixel acc. |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         m = r["metrics"]
         name = r["name"] + ("¹" if r.get("final") else "")
         lines.append(
-            f"| {name} | {r['arch']} | {m['pixel_accuracy']:.4f} | {m['mIoU']:.4f} | {m['precision_macro']:.4f} "
+            f"| {name} | {r['arch']} | {r['input']} | {m['pixel_accuracy']:.4f} | {m['mIoU']:.4f} | {m['precision_macro']:.4f} "
             f"| {m['recall_macro']:.4f} | {m['f1_macro']:.4f} | {r['params_m']:.2f}M | {r['gflops']:.2f} "
             f"| {r['fps']:.1f} | {r['epochs']} | {r['train_minutes']:.0f} min | {SEED_PIXEL_ACCURACY[r['name']]:.4f} |")
     if any(r.get("final") for r in rows):
@@ -230,7 +234,9 @@ def main(runs: str, given: tuple[str, ...], twins: tuple[str, ...], data: str, o
         pictured[name] = measured
         config = info.training["config"]
         epochs = f"{info.training['epoch']}/{config['epochs']}" + (" (warm start)" if config.get("init") else "")
-        rows.append({"name": name, "arch": info.arch, "metrics": metrics, **describe(name),
+        size = keep_size((360, 480), tuple(info.input_size))  # what a CamVid frame runs at
+        rows.append({"name": name, "arch": info.arch, "metrics": metrics, **describe(name, *size),
+                     "input": f"{size[0]}x{size[1]}",
                      "final": saw_val(config),
                      "fps": onnx_fps(path), "epochs": epochs,
                      "train_minutes": info.training["train_seconds"] / 60})

@@ -16,8 +16,8 @@ from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import DataLoader
 
 from streamseg.checkpoint import ModelInfo
-from streamseg.data import CamVid
-from streamseg.evaluate import evaluate
+from streamseg.data import CamVid, read_rgb
+from streamseg.evaluate import AtInputSize, evaluate
 from streamseg.metrics import is_main
 
 from .artefacts import draw_plots, remove_partial_files, save_epoch
@@ -137,7 +137,7 @@ def build_run(cfg: TrainConfig, rank: int, world: int, device: torch.device) -> 
         raise ValueError(f"{out} already holds a run; continue it with --resume {out} or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     train_set, val_set, train_loader, val_loader = build_data(cfg, ModelInfo.for_model(cfg.model), rank, world)
-    info = model_info(cfg, train_set.classes, train_set.palette)
+    info = model_info(cfg, train_set.classes, train_set.palette, read_rgb(val_set.pairs[0][0]).shape[:2])
     net = build_network(cfg, info).to(device)
     if world > 1 and device.type == "cuda":
         net = nn.SyncBatchNorm.convert_sync_batchnorm(net)  # same state-dict keys as BatchNorm
@@ -271,7 +271,7 @@ def run_epoch(run: Run, model: nn.Module, epoch: int, state: RunState) -> dict:
                             run.scaler, epoch=epoch, amp_dtype=run.amp_dtype,
                             channels_last=cfg.channels_last)
     _sync_buffers(run)
-    val_loss, confusion = evaluate(run.eval_net, run.val_loader, run.criterion, run.device, run.info.num_classes,
+    val_loss, confusion = evaluate(AtInputSize(run.eval_net, run.info.input_size), run.val_loader, run.criterion, run.device, run.info.num_classes,
                                    run.train_set.ignore_index, amp_dtype=run.amp_dtype)
     metrics = confusion.compute(run.info.classes)
     seconds = time.perf_counter() - start

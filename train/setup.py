@@ -21,6 +21,7 @@ from streamseg.checkpoint import ModelInfo, load_state
 from streamseg.data import CamVid, DataError, EvalTransform
 from streamseg.evaluate import autocast
 from streamseg.models import resolve
+from streamseg.preprocess import scaled_size
 
 from .config import TrainConfig
 from .losses import CLASS_WEIGHTS, build_loss
@@ -128,7 +129,9 @@ def parse_option(text: str) -> tuple[str, Any]:
     return key, {"true": True, "false": False}.get(value.lower(), value)
 
 
-def model_info(cfg: TrainConfig, classes: tuple[str, ...], palette: tuple) -> ModelInfo:
+def model_info(cfg: TrainConfig, classes: tuple[str, ...], palette: tuple, frame_size: tuple[int, int]
+               ) -> ModelInfo:
+    """What the checkpoints will say; `frame_size` is the val frames' (H, W)."""
     options = dict(map(parse_option, cfg.model_option))
     if cfg.pretrained_backbone:
         options["pretrained_backbone"] = True
@@ -136,7 +139,8 @@ def model_info(cfg: TrainConfig, classes: tuple[str, ...], palette: tuple) -> Mo
         options["dropout"] = cfg.dropout
     arch, options = resolve(cfg.model, **options)
     options.pop("pretrained_backbone", None)  # the file holds the weights; never re-download on load
-    return ModelInfo(name=cfg.model, arch=arch, options=options, classes=classes, palette=palette)
+    return ModelInfo(name=cfg.model, arch=arch, options=options, classes=classes, palette=palette,
+                     input_size=scaled_size(frame_size, cfg.input_scale))
 
 
 def build_network(cfg: TrainConfig, info: ModelInfo) -> nn.Module:

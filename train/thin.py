@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from streamseg.checkpoint import load_checkpoint, read_info
 from streamseg.data import DataError
-from streamseg.evaluate import EvalConfig, open_split
+from streamseg.evaluate import AtInputSize, EvalConfig, open_split
 from streamseg.metrics import ConfusionMatrix, metrics_from_confusion
 from streamseg.modelinfo import CheckpointError
 
@@ -33,6 +33,7 @@ def predict_split(checkpoint: str, data: str, split: str, every: int
     """(predictions, labels) as (N, H, W) uint8 over every `every`-th frame, the class names and
     the labels' void index."""
     model, info = load_checkpoint(checkpoint, "cpu")
+    model = AtInputSize(model, info.input_size)  # the masks `streamseg eval` scores
     dataset = open_split(EvalConfig(checkpoint, data, split), info)
     predictions, labels = [], []
     for index in range(0, len(dataset), every):

@@ -61,7 +61,7 @@ def view_options(command: Callable) -> Callable:
         click.option("--palette", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
                      help="Class colours in CamVid's label_colors.txt format ('R G B Name' per line)."),
         click.option("--aspect", type=click.Choice(ASPECTS), default="keep", show_default=True,
-                     help="keep: run the model at the frame's aspect ratio (short side at its training size); "
+                     help="keep: run the model at the frame's aspect ratio (short side at its input size); "
                           "pad: letterbox into the model's input size; stretch: fill the model input."),
         click.option("--codec", default="libx264", show_default=True, help="FFmpeg video encoder."),
         click.option("--crf", type=click.IntRange(0, 51), default=23, show_default=True),
