@@ -71,9 +71,9 @@ def scaled_size(frame_size: tuple[int, int], scale: float) -> tuple[int, int]:
 def keep_size(frame_size: tuple[int, int], input_size: tuple[int, int]) -> tuple[int, int]:
     """The `keep` model input for an `(H, W)` frame: its short side at the model's input short
     side, the long side in proportion, both rounded to multiples of 32. Rounding the short side
-    too matters: at 360 rows the stride-32 features cover 11.25 cells, the decoders' upsampling
-    misaligns them with the skips, and val mIoU drops 0.008–0.017 against 352 rows (measured,
-    docs/results/README.md); training never saw such sizes (its crops are multiples of 32)."""
+    too matters: at 360 rows the stride-32 features are 11.25 cells high, the decoders' upsampled
+    maps (12 → 23 rows, not 2x) drift against their skips, and val mIoU drops 0.008–0.017 against
+    352 rows (README, Input size); training never saw such sizes (its crops are multiples of 32)."""
     short = to_multiple(min(input_size))
     frame_h, frame_w = frame_size
     if frame_h <= frame_w:

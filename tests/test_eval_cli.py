@@ -92,14 +92,23 @@ def test_eval_any_split_table_and_json(data: Path, checkpoint: Path, tmp_path: P
     assert report["iou"]["Pedestrian"] is None  # absent from the data and (here) never predicted
 
 
-def test_export_data_reports_the_same_miou_as_eval(data: Path, checkpoint: Path, tmp_path: Path) -> None:
-    """`export --int8 --data` scores backends with the one mIoU `streamseg eval` prints."""
+def test_export_data_reports_the_same_miou_as_eval(tmp_path: Path) -> None:
+    """`export --int8 --data` scores backends with the one mIoU `streamseg eval` prints: the same
+    number where the model runs at the frames' own size (elsewhere eval upsamples logits, export
+    the labels, as `run` does)."""
+    data = make_camvid(tmp_path / "camvid", {"val": 3}, height=64, width=96)  # on the 32 grid
+    torch.manual_seed(0)
+    info = ModelInfo(name="unet-tiny", arch="unet", options=TINY_UNET, input_size=(64, 96))
+    checkpoint = save_checkpoint(tmp_path / "tiny.safetensors", info.build(), info)
     result = invoke("eval", "--model", checkpoint, "--data", data, "--json", tmp_path / "e.json")
     assert result.exit_code == 0, result.output
-    model, info = load_checkpoint(checkpoint)
-    backend = TorchBackend(model, dataclasses.replace(info, input_size=(48, 64)), "cpu")  # the data's size
     report = json.loads((tmp_path / "e.json").read_text())
-    assert evaluate_miou(backend, data) == pytest.approx(report["mIoU"])
+    model, info = load_checkpoint(checkpoint)
+    assert evaluate_miou(TorchBackend(model, info, "cpu"), data) == pytest.approx(report["mIoU"])
+    enlarged, shapes = TorchBackend(model, dataclasses.replace(info, input_size=(128, 192)), "cpu"), []
+    predict = enlarged.predict
+    enlarged.predict = lambda batch: shapes.append(batch.shape) or predict(batch)
+    assert 0 <= evaluate_miou(enlarged, data) <= 1 and shapes == [(1, 3, 128, 192)] * 3
 
 
 def test_eval_colour_layout_with_raw_classes(tmp_path: Path) -> None:

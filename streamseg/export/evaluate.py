@@ -3,26 +3,31 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..backends.base import Backend
 from ..data import CamVid, DataError, EvalTransform
 from ..metrics import ConfusionMatrix, metrics_from_confusion
+from ..preprocess import keep_size
 from .errors import ExportError
 
 
-def evaluate_miou(backend: Backend, data: str | Path, *, batch: int = 4) -> float:
-    """The val split's mIoU (the one definition, `streamseg.metrics`), frames resized to the model's input."""
+def evaluate_miou(backend: Backend, data: str | Path) -> float:
+    """The val split's mIoU (the one definition, `streamseg.metrics`) of the masks `streamseg run`
+    would write: each frame run at the model's input size (or the backend's only one), its labels
+    resized back with nearest neighbour and scored against the full-resolution ground truth."""
     info = backend.info
     try:
-        dataset = CamVid(data, "val", EvalTransform(info.mean, info.std, tuple(info.input_size)))
+        dataset = CamVid(data, "val", EvalTransform(info.mean, info.std))
     except DataError as error:
         raise ExportError(f"--data: {error}") from None
     confusion = ConfusionMatrix(info.num_classes, dataset.ignore_index)
-    for start in range(0, len(dataset), batch):
-        items = [dataset[i] for i in range(start, min(start + batch, len(dataset)))]
-        images = np.stack([image.numpy() for image, _ in items])
-        truth = torch.stack([mask for _, mask in items])
-        confusion.update(truth, torch.from_numpy(backend.predict(images)))
+    for image, truth in dataset:  # one frame at a time: a split's frames may differ in size
+        frame = tuple(image.shape[-2:])
+        size = backend.fixed_size or keep_size(frame, info.input_size)
+        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False,
+                              antialias=size[0] < frame[0])
+        labels = torch.from_numpy(backend.predict(image.numpy()))[:, None].float()
+        confusion.update(truth[None], F.interpolate(labels, size=frame, mode="nearest")[:, 0].long())
     return metrics_from_confusion(confusion.matrix.numpy(), info.classes)["mIoU"]
