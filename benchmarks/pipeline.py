@@ -195,8 +195,10 @@ def streamseg_run(clip: Path, model: str, backend: str, batch: int, folder: Path
                "--backend", backend, "--batch", str(batch), "-o", str(folder / "run.mp4"), "--overwrite",
                "--no-progress", "--stats-json", str(stats)]
     _, stderr, rss = child(command, folder)
-    chosen = next((line.split("backend: ", 1)[1].split()[0] for line in stderr.splitlines()
-                   if line.startswith("backend: ")), "?")
+    words = next((line.split("backend: ", 1)[1].split() for line in stderr.splitlines()
+                  if line.startswith("backend: ")), ["?"])
+    # "openvino BF16 on cpu …" is the runtimes' `openvino-bf16` row, not the float32 one
+    chosen = "openvino-bf16" if words[:2] == ["openvino", "BF16"] else words[0]
     return json.loads(stats.read_text()), chosen, rss
 
 
