@@ -4,8 +4,8 @@ Aspect handling is explicit (`--aspect`):
 - `keep` (default): scale so the frame's short side is the short side of the
   model's input size (ModelInfo.input_size), keeping the aspect ratio, and run the
   model at that shape (both sides rounded to multiples of 32), as mmsegmentation's
-  keep-ratio resize does. The models are fully convolutional and never saw padding in training:
-  a letterbox band on 16:9 footage turned clear sky into Road. Backends bound to
+  keep-ratio resize does. The models are fully convolutional and never saw padding
+  in training: a letterbox band on 16:9 footage turned clear sky into Road. Backends bound to
   one input size (a static ONNX export, a TensorRT engine built for another
   shape) get `pad` instead, with a warning that says how to rebuild them.
 - `pad`: scale so the whole frame fits the model's input size keeping its

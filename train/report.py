@@ -4,10 +4,10 @@
 
 For each preset (fcn, unet, deeplab): re-evaluates `runs/<name>/best` on val
 at full resolution from the FP16 copy we ship, copies the run's artefacts to
-`docs/results/<name>/`, measures ONNX Runtime CPU fps (batch 1, CamVid's 360x480 frames at the model's input
-size, as `streamseg run` feeds them), and
-regenerates the table between the README's `results` markers. Nothing in the
-table is typed by hand. A final trained on train+val (`--run deeplab=runs/deeplab-tv
+`docs/results/<name>/`, measures ONNX Runtime CPU fps (batch 1, CamVid's 360x480
+frames at the model's input size, as `streamseg run` feeds them), and regenerates
+the table between the README's `results` markers. Nothing in the table is typed
+by hand. A final trained on train+val (`--run deeplab=runs/deeplab-tv
 --twin deeplab=runs/deeplab-tr`) ships its last epoch and reports its train-only
 twin's val numbers, as the CamVid papers do.
 """

@@ -271,7 +271,9 @@ def run_epoch(run: Run, model: nn.Module, epoch: int, state: RunState) -> dict:
                             run.scaler, epoch=epoch, amp_dtype=run.amp_dtype,
                             channels_last=cfg.channels_last)
     _sync_buffers(run)
-    val_loss, confusion = evaluate(AtInputSize(run.eval_net, run.info.input_size), run.val_loader, run.criterion, run.device, run.info.num_classes,
+    # at the input size `streamseg run` and `eval` use, scored against the full-resolution labels
+    val_net = AtInputSize(run.eval_net, run.info.input_size)
+    val_loss, confusion = evaluate(val_net, run.val_loader, run.criterion, run.device, run.info.num_classes,
                                    run.train_set.ignore_index, amp_dtype=run.amp_dtype)
     metrics = confusion.compute(run.info.classes)
     seconds = time.perf_counter() - start
