@@ -176,18 +176,13 @@ class CamVid(Dataset):
 @dataclass(frozen=True)
 class EvalTransform:
     """What val/test numbers are measured on: no augmentation, ImageNet-style normalisation
-    (albumentations' `Normalize` arithmetic, max pixel 255), optionally resized to `size`
-    `(H, W)` for exports with a fixed input. A class, not a closure, so DataLoader workers
-    can pickle it."""
+    (albumentations' `Normalize` arithmetic, max pixel 255), full resolution (the model's input
+    size is applied to the tensors: `streamseg.evaluate.to_input_size`). A class, not a closure,
+    so DataLoader workers can pickle it."""
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
-    size: tuple[int, int] | None = None
 
     def __call__(self, image: np.ndarray, mask: np.ndarray) -> dict[str, np.ndarray]:
-        if self.size is not None:
-            height, width = self.size
-            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-            mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
         mean = np.asarray(self.mean, np.float32) * 255
         scale = 1 / (np.asarray(self.std, np.float32) * 255)
         return {"image": (image.astype(np.float32) - mean) * scale, "mask": mask}

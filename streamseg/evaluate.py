@@ -52,10 +52,18 @@ class AtInputSize(nn.Module):
         size = keep_size(frame, self.input_size)
         if size == frame:
             return self.model(image)
-        # antialias when shrinking, as preprocess's INTER_AREA; logits back bilinearly, as the heads do
-        image = F.interpolate(image, size=size, mode="bilinear", align_corners=False,
-                              antialias=size[0] < frame[0])
-        return F.interpolate(self.model(image), size=frame, mode="bilinear", align_corners=False)
+        # logits back bilinearly, as the heads do
+        return F.interpolate(self.model(to_input_size(image, size)), size=frame, mode="bilinear",
+                             align_corners=False)
+
+
+def to_input_size(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """`(N, 3, H, W)` normalised frames resized to the model input `size`: bilinear, antialiased
+    when shrinking, as preprocess's INTER_AREA."""
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False,
+                         antialias=size[0] < image.shape[-2])
 
 
 def autocast(device: torch.device | str, dtype: torch.dtype | None) -> torch.autocast:

@@ -65,12 +65,10 @@ def evaluate_checkpoint(path: Path, data: str) -> dict:
     return evaluate_split(EvalConfig(str(path), data, "val", device="cpu", workers=1))
 
 
-def onnx_fps(path: Path, frames: int = 30) -> float:
-    """ONNX Runtime CPU frames/s at batch 1 on CamVid's 360x480 frames, run at the model's input
-    size (`streamseg run`'s), warm-up excluded."""
+def onnx_fps(path: Path, size: tuple[int, int], frames: int = 30) -> float:
+    """ONNX Runtime CPU frames/s at batch 1 and input `size` (H, W), warm-up excluded."""
     from streamseg.runtime import load_backend
     backend, _ = load_backend(str(path), backend="onnx", device="cpu", batch=1)
-    size = keep_size((360, 480), tuple(backend.info.input_size))
     batch = np.random.default_rng(0).standard_normal((1, 3, *size), dtype=np.float32)
     for _ in range(3):
         backend.predict(batch)
@@ -238,7 +236,7 @@ def main(runs: str, given: tuple[str, ...], twins: tuple[str, ...], data: str, o
         rows.append({"name": name, "arch": info.arch, "metrics": metrics, **describe(name, *size),
                      "input": f"{size[0]}x{size[1]}",
                      "final": saw_val(config),
-                     "fps": onnx_fps(path), "epochs": epochs,
+                     "fps": onnx_fps(path, size), "epochs": epochs,
                      "train_minutes": info.training["train_seconds"] / 60})
         click.echo(f"{name}: pixel acc {metrics['pixel_accuracy']:.4f} mIoU {metrics['mIoU']:.4f} "
                    f"fps {rows[-1]['fps']:.1f}")

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 
 from ..backends.base import Backend
 from ..data import CamVid, DataError, EvalTransform
+from ..evaluate import to_input_size
 from ..metrics import ConfusionMatrix, metrics_from_confusion
 from ..preprocess import keep_size
 from .errors import ExportError
@@ -25,9 +26,7 @@ def evaluate_miou(backend: Backend, data: str | Path) -> float:
     confusion = ConfusionMatrix(info.num_classes, dataset.ignore_index)
     for image, truth in dataset:  # one frame at a time: a split's frames may differ in size
         frame = tuple(image.shape[-2:])
-        size = backend.fixed_size or keep_size(frame, info.input_size)
-        image = F.interpolate(image[None], size=size, mode="bilinear", align_corners=False,
-                              antialias=size[0] < frame[0])
+        image = to_input_size(image[None], backend.fixed_size or keep_size(frame, info.input_size))
         labels = torch.from_numpy(backend.predict(image.numpy()))[:, None].float()
         confusion.update(truth[None], F.interpolate(labels, size=frame, mode="nearest")[:, 0].long())
     return metrics_from_confusion(confusion.matrix.numpy(), info.classes)["mIoU"]
