@@ -194,12 +194,12 @@ def streamseg_run(clip: Path, model: str, backend: str, batch: int, folder: Path
     command = [sys.executable, "-c", "from streamseg.cli import main; main()", "run", str(clip), "-m", model,
                "--backend", backend, "--batch", str(batch), "-o", str(folder / "run.mp4"), "--overwrite",
                "--no-progress", "--stats-json", str(stats)]
-    _, stderr, rss = child(command, folder)
-    words = next((line.split("backend: ", 1)[1].split() for line in stderr.splitlines()
-                  if line.startswith("backend: ")), ["?"])
+    _, _, rss = child(command, folder)
+    summary = json.loads(stats.read_text())
+    words = summary["backend"].split()
     # "openvino BF16 on cpu …" is the runtimes' `openvino-bf16` row, not the float32 one
     chosen = "openvino-bf16" if words[:2] == ["openvino", "BF16"] else words[0]
-    return json.loads(stats.read_text()), chosen, rss
+    return summary, chosen, rss
 
 
 def report(cpu: tuple[str, str], raw: dict, costs: dict, naive: tuple[dict, float], run: tuple[dict, str, float],

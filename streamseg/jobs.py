@@ -125,7 +125,8 @@ def run_one(source: VideoSource, spec: str, output: Path, backend: Backend, pipe
                              audio_from=spec if source.info.audio and not source.info.live else None)
         source = served_source(view, source)
         stats = run(source, backend, writer, pipeline, stop=stop, progress=progress, **view_hooks(view))
-        return report(stats, output, stop.is_set(), log)
+        # The backend and precision that ran belong in the stats: an fps means nothing without them.
+        return {**report(stats, output, stop.is_set(), log), "backend": backend.describe()}
     finally:
         source.close()
 

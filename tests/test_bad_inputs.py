@@ -149,7 +149,9 @@ def test_checkpoint_for_another_class_count_runs(tmp_path):
     result = segment(tmp_path, clip, models.five_class_checkpoint(folder), "--stats-json", stats)
     assert result.code == 0, result.output
     assert media.frames_in(tmp_path / "clip_seg.mp4") == 4
-    assert set(json.loads(stats.read_text())["class_shares"]) <= {"road", "car", "person", "sky", "other"}
+    summary = json.loads(stats.read_text())
+    assert set(summary["class_shares"]) <= {"road", "car", "person", "sky", "other"}
+    assert summary["backend"].split()[0] in ("torch", "onnx", "openvino"), summary["backend"]  # what ran, self-described
 
 
 # --- outputs that cannot be written -----------------------------------------------------------
