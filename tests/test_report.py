@@ -17,6 +17,8 @@ def test_command_line_round_trips_through_the_cli() -> None:
                          model_option=("encoder=classic", "depth=3"))
     line = command_line(config.to_dict())
     assert line.startswith("python -m train ") and "--resume" not in line
+    assert "--class-weights" not in line  # unused by ce+dice: printing it reads as part of the recipe
+    assert "--class-weights cgnet" in command_line({**config.to_dict(), "loss": "wce", "class_weights": "cgnet"})
     ctx = cli.make_context("train", line.split()[3:])
     assert TrainConfig(**ctx.params) == TrainConfig(**{**config.to_dict(), "resume": None})
 

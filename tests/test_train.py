@@ -263,6 +263,7 @@ def test_early_stopping(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     (["-b", "0"], "0 is not in the range x>=1", 2),
     (["--lr", "-0.1"], "Invalid value for '--lr'", 2),
     (["--scale-min", "2", "--scale-max", "1"], "larger than --scale-max", 2),
+    (["--loss", "ce+dice", "--class-weights", "enet"], "--class-weights weights only --loss wce", 2),
     (["--data", "{tmp}/missing"], "data directory not found", 1),
     (["--val-split", "test"], "no split 'test'", 1),
     (["--model", "unet", "--freeze", "backbone"], "has no backbone", 1),

@@ -12,7 +12,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from .config import TrainConfig
+from .config import TrainConfig, weighted
 
 
 def click_type(kind: Any, meta: Mapping[str, Any]) -> Any:
@@ -56,6 +56,8 @@ def _run(kwargs: dict[str, Any]) -> None:
     from .state import resumed_config
     try:
         cfg = resumed_config(cfg, given) if cfg.resume else cfg
+        if "class_weights" in given and not weighted(cfg.loss):  # else the flag would be silently ignored
+            raise click.UsageError(f"--class-weights weights only --loss wce or wce+dice, not {cfg.loss}")
         train(cfg)
     except (DataError, OSError, ValueError, PretrainedWeightsError) as error:  # incl. CheckpointError
         raise click.ClickException(str(error)) from None

@@ -95,3 +95,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def weighted(loss: str) -> bool:
+    """Whether a --loss uses --class-weights."""
+    return loss.startswith("wce")

@@ -30,6 +30,8 @@ from streamseg.evaluate import evaluate_checkpoint as evaluate_split
 from streamseg.preprocess import keep_size
 from streamseg.zoo import describe
 
+from .config import weighted
+
 PRESET_NAMES = ("fcn", "unet", "deeplab")
 ARTEFACTS = ("history.csv", "curves.png", "confusion.png", "per_class_iou.png", "predictions.png", "metrics.json")
 # The seed study's reported val pixel accuracies (its own protocol; see README).
@@ -41,7 +43,7 @@ def command_line(config: dict) -> str:
     """The exact `python -m train` call that reproduces a run's config."""
     parts = ["python -m train"]
     for key, value in config.items():
-        if key in ("resume",) or value is None:
+        if key in ("resume",) or value is None or (key == "class_weights" and not weighted(config["loss"])):
             continue
         flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):

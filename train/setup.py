@@ -23,7 +23,7 @@ from streamseg.evaluate import autocast
 from streamseg.models import resolve
 from streamseg.preprocess import scaled_size
 
-from .config import TrainConfig
+from .config import TrainConfig, weighted
 from .losses import CLASS_WEIGHTS, build_loss
 from .transforms import train_transform
 
@@ -108,7 +108,7 @@ def build_data(cfg: TrainConfig, info: ModelInfo, rank: int = 0,
 
 def build_criterion(cfg: TrainConfig, train_set: CamVid):
     weights = None
-    if cfg.loss.startswith("wce"):
+    if weighted(cfg.loss):
         masks = (train_set.read_mask(label) for _, label in train_set.pairs)
         weights = CLASS_WEIGHTS[cfg.class_weights](masks, len(train_set.classes), train_set.ignore_index)
     return build_loss(cfg.loss, train_set.ignore_index, weights), weights
