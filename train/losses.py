@@ -8,6 +8,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import weighted
+
 Loss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -100,6 +102,6 @@ def build_loss(name: str, ignore_index: int, weights: torch.Tensor | None = None
     losses["wce+dice"] = losses["ce+dice"]  # `ce` applies the weights whenever they are given
     if name not in losses:
         raise ValueError(f"unknown loss {name!r}; choose from {', '.join(losses)}")
-    if name.startswith("wce") and weights is None:
+    if weighted(name) and weights is None:
         raise ValueError("loss 'wce' needs class weights")
     return losses[name]
