@@ -12,6 +12,7 @@ from train.losses import (
     build_loss,
     dice_loss,
     log_frequency_weights,
+    lovasz_softmax,
     median_frequency_weights,
     ohem_cross_entropy,
 )
@@ -81,7 +82,38 @@ def test_ohem_keeps_a_minimum_of_the_hardest_pixels() -> None:
     assert ohem_cross_entropy(logits, target, VOID, min_kept=0.5).item() == pytest.approx(both, rel=1e-5)
 
 
-@pytest.mark.parametrize("name", ["ce", "wce", "dice", "ce+dice", "wce+dice", "ohem"])
+def test_lovasz_on_hard_predictions_is_one_minus_iou_per_image() -> None:
+    # Near-one-hot logits make the surrogate exact: the mean over images of the mean over the classes
+    # labelled in that image of 1 - IoU. Image 0: class 0 IoU 2/3, class 1 IoU 1/2; image 1: only
+    # class 1 labelled, on 2 pixels, 1 of them predicted (the other prediction is on void): IoU 1/2.
+    pred = torch.tensor([[[0, 0, 1, 0]], [[1, 0, 0, 1]]])
+    target = torch.tensor([[[0, 0, 1, 1]], [[VOID, 1, VOID, 1]]])
+    logits = 50.0 * (torch.nn.functional.one_hot(pred, 2).permute(0, 3, 1, 2).float() - 0.5)
+    image0 = ((1 - 2 / 3) + (1 - 1 / 2)) / 2
+    image1 = 1 - 1 / 2
+    assert lovasz_softmax(logits, target, VOID).item() == pytest.approx((image0 + image1) / 2, abs=1e-6)
+    assert build_loss("lovasz", VOID)(logits, target).item() == pytest.approx((image0 + image1) / 2, abs=1e-6)
+
+
+def test_lovasz_is_zero_when_perfect_and_pulls_towards_the_labels() -> None:
+    target = torch.tensor([[[0, 1, 1, VOID]]])
+    perfect = 50.0 * (torch.nn.functional.one_hot(target.clamp(max=1), 2).permute(0, 3, 1, 2).float() - 0.5)
+    assert lovasz_softmax(perfect, target, VOID).item() == pytest.approx(0.0, abs=1e-6)
+    logits = torch.zeros(1, 2, 1, 4, requires_grad=True)
+    lovasz_softmax(logits, target, VOID).backward()
+    # a gradient step raises each labelled pixel's own class and leaves the void pixel alone
+    assert logits.grad[0, 0, 0, 0] < 0 and logits.grad[0, 1, 0, 1] < 0 and logits.grad[0, 1, 0, 2] < 0
+    assert logits.grad[0, :, 0, 3].abs().sum() == 0
+
+
+def test_ce_plus_lovasz_is_the_sum() -> None:
+    logits, target = _case()
+    total = build_loss("ce+lovasz", VOID)(logits, target)
+    parts = build_loss("ce", VOID)(logits, target) + build_loss("lovasz", VOID)(logits, target)
+    assert total.item() == pytest.approx(parts.item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["ce", "wce", "dice", "ce+dice", "wce+dice", "ohem", "lovasz", "ce+lovasz"])
 def test_all_void_batch_is_zero_and_finite(name: str) -> None:
     logits = torch.randn(2, 2, 3, 3, requires_grad=True)
     loss = build_loss(name, VOID, torch.ones(2))(logits, torch.full((2, 3, 3), VOID))

@@ -45,9 +45,10 @@ class TrainConfig:
     # poly: power 0.9, as DeepLab
     schedule: Literal["constant", "poly", "cosine"] = knob("poly", "LR schedule after warm-up.")
     warmup_epochs: int = knob(0, "Linear warm-up epochs.", min=0, alias="--lr-warmup-epochs")
-    loss: Literal["ce", "wce", "dice", "ce+dice", "wce+dice", "ohem"] = knob(
-        "ce", "ce, wce (class-weighted CE, see --class-weights), dice, ce+dice, wce+dice, or ohem (CE over the hard "
-              "pixels: true-class probability < 0.7, at least 1/16 of them); all ignore void.")
+    loss: Literal["ce", "wce", "dice", "ce+dice", "wce+dice", "ohem", "lovasz", "ce+lovasz"] = knob(
+        "ce", "ce, wce (class-weighted CE, see --class-weights), dice, ce+dice, wce+dice, ohem (CE over the hard "
+              "pixels: true-class probability < 0.7, at least 1/16 of them), lovasz (Lovász-softmax, an IoU "
+              "surrogate per image) or ce+lovasz; all ignore void.")
     class_weights: Literal["median-frequency", "enet", "cgnet"] = knob(
         "median-frequency", "Class weights of wce and wce+dice, from the training labels: median-frequency "
                             "(SegNet), enet (1/ln(1.02 + p), p = the class's share of the labelled pixels) or "

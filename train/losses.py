@@ -83,6 +83,34 @@ def ohem_cross_entropy(logits: torch.Tensor, target: torch.Tensor, ignore_index:
     return valid.topk(keep, sorted=False).values.mean()
 
 
+def lovasz_softmax(logits: torch.Tensor, target: torch.Tensor, ignore_index: int) -> torch.Tensor:
+    """Lovász-softmax (Berman et al., CVPR 2018): a convex surrogate of 1 - IoU, per image and class.
+
+    For each class the pixels are sorted by their error |1[y = c] - p_c|; the error vector dotted with the
+    Lovász extension's gradient of the Jaccard loss at that order equals 1 - IoU exactly when the
+    predictions are hard. Averaged over the classes present in an image, then over the images, so a pole
+    weighs as much in its frame as the road does: Dice pools the batch, where small objects drown.
+    """
+    num_classes = logits.shape[1]
+    probs = logits.float().softmax(dim=1).permute(0, 2, 3, 1).reshape(logits.shape[0], -1, num_classes)
+    per_image = []
+    for p, y in zip(probs, target.reshape(target.shape[0], -1)):
+        valid = y != ignore_index
+        if not valid.any():
+            continue
+        fg = F.one_hot(y[valid], num_classes).to(p.dtype)         # (pixels, classes)
+        errors, order = (fg - p[valid]).abs().sort(dim=0, descending=True)
+        fg_sorted = fg.gather(0, order)
+        labelled = fg_sorted.sum(0)
+        jaccard = 1 - (labelled - fg_sorted.cumsum(0)) / (labelled + (1 - fg_sorted).cumsum(0))
+        grad = torch.cat([jaccard[:1], jaccard[1:] - jaccard[:-1]])
+        present = labelled > 0
+        per_image.append((errors * grad).sum(0)[present].mean())
+    if not per_image:
+        return logits.float().sum() * 0.0  # an all-void batch: no NaN
+    return torch.stack(per_image).mean()
+
+
 def build_loss(name: str, ignore_index: int, weights: torch.Tensor | None = None) -> Loss:
     def ce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if not (target != ignore_index).any():
@@ -97,8 +125,12 @@ def build_loss(name: str, ignore_index: int, weights: torch.Tensor | None = None
     def ohem(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return ohem_cross_entropy(logits, target, ignore_index)
 
-    losses: dict[str, Loss] = {"ce": ce, "wce": ce, "dice": dice, "ohem": ohem,
-                               "ce+dice": lambda logits, target: ce(logits, target) + dice(logits, target)}
+    def lovasz(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return lovasz_softmax(logits, target, ignore_index)
+
+    losses: dict[str, Loss] = {"ce": ce, "wce": ce, "dice": dice, "ohem": ohem, "lovasz": lovasz,
+                               "ce+dice": lambda logits, target: ce(logits, target) + dice(logits, target),
+                               "ce+lovasz": lambda logits, target: ce(logits, target) + lovasz(logits, target)}
     losses["wce+dice"] = losses["ce+dice"]  # `ce` applies the weights whenever they are given
     if name not in losses:
         raise ValueError(f"unknown loss {name!r}; choose from {', '.join(losses)}")
