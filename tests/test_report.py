@@ -96,6 +96,10 @@ def test_a_train_val_final_ships_its_last_epoch_and_reports_its_twin(tmp_path: P
     """A run that trained on val cannot report val numbers of its own: its train-only twin's are used."""
     import json
 
+    import torch
+    from safetensors.torch import load_file
+
+    from streamseg.checkpoint import read_info
     from train import report
 
     final, twin = tiny_run(tmp_path / "tv", "train+val"), tiny_run(tmp_path / "tr", "train")
@@ -111,6 +115,14 @@ def test_a_train_val_final_ships_its_last_epoch_and_reports_its_twin(tmp_path: P
     assert json.loads((tmp_path / "docs/unet/metrics_shipped.json").read_text())["train_val_final"] is True
     command = (tmp_path / "docs/unet/command.txt").read_text().splitlines()
     assert "--train-split train+val" in command[0] and "--train-split train " in command[1]
+    # Shipping keeps the twin (FP16) beside its artefacts, since run directories are not committed.
+    monkeypatch.setattr(report, "WEIGHTS_DIR", tmp_path / "weights")
+    path, _metrics, _info, pictured = report.shipped_run("unet", final, tmp_path / "docs", "data", do_ship=True,
+                                                       twin=twin)
+    kept = tmp_path / "docs/unet/twin.safetensors"
+    assert path == tmp_path / "weights/unet.safetensors" and measured[-1] == pictured == kept
+    assert read_info(kept).training["config"]["train_split"] == "train"
+    assert {t.dtype for t in load_file(kept).values() if t.is_floating_point()} == {torch.float16}
     row = {"name": "unet", "arch": "unet", "input": "416x544", "final": True, "params_m": 1.0, "gflops": 1.0,
            "fps": 10.0,
            "epochs": "2/2", "train_minutes": 1.0, "metrics": {"pixel_accuracy": 0.9, "mIoU": 0.5,

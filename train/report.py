@@ -55,11 +55,11 @@ def command_line(config: dict) -> str:
     return " ".join(parts)
 
 
-def ship(name: str, checkpoint: Path) -> Path:
-    """FP16 copy of a run's checkpoint into the package."""
+def ship(checkpoint: Path, target: Path) -> Path:
+    """FP16 copy of a run's checkpoint: into the package, or a twin beside its artefacts."""
     model, info = load_checkpoint(checkpoint)
-    WEIGHTS_DIR.mkdir(exist_ok=True)
-    return save_checkpoint(WEIGHTS_DIR / f"{name}.safetensors", model, info, half=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return save_checkpoint(target, model, info, half=True)
 
 
 def evaluate_checkpoint(path: Path, data: str) -> dict:
@@ -176,7 +176,8 @@ def shipped_run(name: str, run: Path, out_dir: Path, data: str, do_ship: bool,
 
     A train+val final ships its last epoch (a fixed schedule: picking an epoch by val would be
     picking by training data) and is measured through its `twin`, the same schedule on train
-    alone, at the twin's last epoch."""
+    alone, at the twin's last epoch. Shipping keeps the twin's FP16 copy in `out_dir/NAME/twin.safetensors`:
+    run directories are not committed, and the next measured restart of this model starts from it."""
     if not (run / "last.safetensors").exists():
         raise click.ClickException(f"no trained run for {name} in {run}")
     final = saw_val(read_info(run / "last.safetensors").training["config"])
@@ -185,8 +186,10 @@ def shipped_run(name: str, run: Path, out_dir: Path, data: str, do_ship: bool,
                                    f"train-only twin (the same schedule without val) with --twin {name}=DIR")
     checkpoint = run / ("last.safetensors" if final else "best.safetensors")
     info = read_info(checkpoint)
-    path = ship(name, checkpoint) if do_ship else checkpoint
+    path = ship(checkpoint, WEIGHTS_DIR / f"{name}.safetensors") if do_ship else checkpoint
     measured = twin / "last.safetensors" if final else path
+    if final and do_ship:
+        measured = ship(measured, out_dir / name / "twin.safetensors")
     metrics = evaluate_checkpoint(measured, data)
     twin_config = read_info(measured).training["config"] if final else None
     copy_artefacts(name, twin if final else run, out_dir, info.training["config"], twin_config)
@@ -228,7 +231,8 @@ def main(runs: str, given: tuple[str, ...], twins: tuple[str, ...], data: str, o
     for name, run in parse_runs(runs, given).items():
         if run is None:
             path, metrics, info = shipped_row(name, out_dir, data)
-            measured = path
+            kept_twin = out_dir / name / "twin.safetensors"  # a final's picture comes from its twin
+            measured = kept_twin if saw_val(info.training["config"]) and kept_twin.exists() else path
         else:
             path, metrics, info, measured = shipped_run(name, run, out_dir, data, do_ship, twin_of.get(name))
         pictured[name] = measured
