@@ -123,6 +123,10 @@ def test_a_train_val_final_ships_its_last_epoch_and_reports_its_twin(tmp_path: P
     assert path == tmp_path / "weights/unet.safetensors" and measured[-1] == pictured == kept
     assert read_info(kept).training["config"]["train_split"] == "train"
     assert {t.dtype for t in load_file(kept).values() if t.is_floating_point()} == {torch.float16}
+    # A later report that leaves unet alone still pictures the kept twin, not the final that saw val.
+    shipped = read_info(final / "last.safetensors")
+    assert report.pictured_checkpoint("unet", path, shipped, tmp_path / "docs") == kept
+    assert report.pictured_checkpoint("unet", path, shipped, tmp_path / "elsewhere") == path
     row = {"name": "unet", "arch": "unet", "input": "416x544", "final": True, "params_m": 1.0, "gflops": 1.0,
            "fps": 10.0,
            "epochs": "2/2", "train_minutes": 1.0, "metrics": {"pixel_accuracy": 0.9, "mIoU": 0.5,

@@ -9,7 +9,8 @@ frames at the model's input size, as `streamseg run` feeds them), and regenerate
 the table between the README's `results` markers. Nothing in the table is typed
 by hand. A final trained on train+val (`--run deeplab=runs/deeplab-tv
 --twin deeplab=runs/deeplab-tr`) ships its last epoch and reports its train-only
-twin's val numbers, as the CamVid papers do.
+twin's val numbers, as the CamVid papers do, and keeps the twin (FP16) in
+`docs/results/<name>/twin.safetensors` for the next measured restart.
 """
 from __future__ import annotations
 
@@ -169,6 +170,13 @@ def shipped_row(name: str, out_dir: Path, data: str) -> tuple[Path, dict, object
     return path, metrics, read_info(path)
 
 
+def pictured_checkpoint(name: str, path: Path, info, out_dir: Path) -> Path:
+    """What the comparison picture shows for a preset not re-shipped: a final's kept twin, which has
+    not seen the val frame, where the repository holds one; else the shipped file."""
+    kept_twin = out_dir / name / "twin.safetensors"
+    return kept_twin if saw_val(info.training["config"]) and kept_twin.exists() else path
+
+
 def shipped_run(name: str, run: Path, out_dir: Path, data: str, do_ship: bool,
                 twin: Path | None = None) -> tuple[Path, dict, object, Path]:
     """Ship `run`'s best checkpoint, copy its artefacts and measure the shipped file. Returns the
@@ -231,8 +239,7 @@ def main(runs: str, given: tuple[str, ...], twins: tuple[str, ...], data: str, o
     for name, run in parse_runs(runs, given).items():
         if run is None:
             path, metrics, info = shipped_row(name, out_dir, data)
-            kept_twin = out_dir / name / "twin.safetensors"  # a final's picture comes from its twin
-            measured = kept_twin if saw_val(info.training["config"]) and kept_twin.exists() else path
+            measured = pictured_checkpoint(name, path, info, out_dir)
         else:
             path, metrics, info, measured = shipped_run(name, run, out_dir, data, do_ship, twin_of.get(name))
         pictured[name] = measured
