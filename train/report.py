@@ -170,11 +170,16 @@ def shipped_row(name: str, out_dir: Path, data: str) -> tuple[Path, dict, object
     return path, metrics, read_info(path)
 
 
+def kept_twin(name: str, out_dir: Path) -> Path:
+    """Where shipping a train+val final keeps its twin, and where later reports look for it."""
+    return out_dir / name / "twin.safetensors"
+
+
 def pictured_checkpoint(name: str, path: Path, info, out_dir: Path) -> Path:
     """What the comparison picture shows for a preset not re-shipped: a final's kept twin, which has
     not seen the val frame, where the repository holds one; else the shipped file."""
-    kept_twin = out_dir / name / "twin.safetensors"
-    return kept_twin if saw_val(info.training["config"]) and kept_twin.exists() else path
+    twin = kept_twin(name, out_dir)
+    return twin if saw_val(info.training["config"]) and twin.exists() else path
 
 
 def shipped_run(name: str, run: Path, out_dir: Path, data: str, do_ship: bool,
@@ -197,7 +202,7 @@ def shipped_run(name: str, run: Path, out_dir: Path, data: str, do_ship: bool,
     path = ship(checkpoint, WEIGHTS_DIR / f"{name}.safetensors") if do_ship else checkpoint
     measured = twin / "last.safetensors" if final else path
     if final and do_ship:
-        measured = ship(measured, out_dir / name / "twin.safetensors")
+        measured = ship(measured, kept_twin(name, out_dir))
     metrics = evaluate_checkpoint(measured, data)
     twin_config = read_info(measured).training["config"] if final else None
     copy_artefacts(name, twin if final else run, out_dir, info.training["config"], twin_config)
