@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 from camvid_data import COLOR_TABLE, RAW_CLASSES, make_camvid, make_camvid_color, valid_pixels
@@ -477,3 +478,23 @@ def test_plots_are_redrawn_at_most_every_interval_and_for_the_last_epoch(
     assert result.exit_code == (0 if interrupt_at is None else 130), result.output
     assert drawn == drawn_for  # the first epoch at once, then only the last one (interval never reached)
     assert all((out / name).is_file() for name in ARTEFACTS)
+
+
+def test_rare_crop_centres_crops_on_thin_classes() -> None:
+    """--rare-crop 1 puts a thin-class pixel in every crop of a frame that has one; random crops mostly miss it."""
+    from streamseg.data import CAMVID_CLASSES
+    from train.config import TrainConfig
+    from train.transforms import train_transform
+    image = np.zeros((360, 480, 3), np.uint8)
+    pole, void = CAMVID_CLASSES.index("Pole"), len(CAMVID_CLASSES)
+    mask = np.full((360, 480), CAMVID_CLASSES.index("Road"), np.uint8)
+    mask[10:40, 440:446] = pole  # in the top right corner
+    mask[300:, :50] = void  # never a crop centre
+
+    def hits(share: float) -> int:
+        cfg = TrainConfig(rare_crop=share, scale_min=1.0, scale_max=1.0, rotate=0, crop_height=96, crop_width=96)
+        transform = train_transform(cfg, (0, 0, 0), (1, 1, 1), void, CAMVID_CLASSES)
+        return sum(int((transform(image=image, mask=mask)["mask"] == pole).any()) for _ in range(40))
+    assert hits(1.0) == 40 and hits(0.0) < 20
+    with pytest.raises(ValueError, match="--rare-crop needs Pole"):
+        train_transform(TrainConfig(rare_crop=0.5), (0, 0, 0), (1, 1, 1), 2, ("Sky", "Road"))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import click
 
-from .config import TrainConfig
+from .config import THIN_CLASSES, TrainConfig
 
 # The base recipe at the short schedule every row shares: fcn (cheapest per epoch in float32), 4 epochs,
 # 192x192 crops. Our long runs use the same recipe with 256x256 crops, EMA and a longer cosine schedule.
@@ -62,7 +62,6 @@ ROWS: tuple[tuple[str, dict], ...] = (
     ("sequence-disjoint", {"train_split": "train:0001TP,0016E5", "val_split": "train:0006R0"}),
 )
 
-THIN = ("Pole", "SignSymbol", "Fence", "Pedestrian", "Bicyclist")
 
 
 def row_config(name: str, overrides: dict, data: str, out: Path) -> TrainConfig:
@@ -111,7 +110,7 @@ def changed(config: dict, base: dict) -> str:
 
 def thin_iou(iou: dict) -> float | None:
     """Mean IoU of the thin classes present in the split (absent ones are null in metrics.json)."""
-    present = [iou[c] for c in THIN if iou.get(c) is not None]
+    present = [iou[c] for c in THIN_CLASSES if iou.get(c) is not None]
     return sum(present) / len(present) if present else None
 
 

@@ -64,6 +64,10 @@ class TrainConfig:
     input_scale: float = knob(1.125, "The model runs on frames enlarged this much, each side rounded to a multiple "
                                      "of 32 (CamVid 360x480 → 416x544): validation here, and `streamseg eval`, `run` "
                                      "and `export` through the checkpoint's input_size.", min=0, min_open=True)
+    # Rare-class sampling (DAFormer, Hoyer et al., 2022, for the same thin-class problem): a crop placed at
+    # random mostly shows road, sky and building.
+    rare_crop: float = knob(0.0, "Share of training crops centred on a pixel of a thin class (Pole, SignSymbol, "
+                                 "Fence, Pedestrian, Bicyclist) instead of placed at random; 0 = off.", min=0, max=1)
     hflip: bool = knob(True, "Random horizontal flips.")
     vflip: bool = knob(False, "Random vertical flips.")                  # off: road scenes have a fixed "up"
     rotate: float = knob(10.0, "Max random rotation (degrees, 0 = off).", min=0, max=180)
@@ -96,6 +100,10 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+# The classes a random crop rarely shows and the thin-class target names.
+THIN_CLASSES = ("Pole", "SignSymbol", "Fence", "Pedestrian", "Bicyclist")
 
 
 def weighted(loss: str) -> bool:

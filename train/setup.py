@@ -88,7 +88,7 @@ def build_data(cfg: TrainConfig, info: ModelInfo, rank: int = 0,
                world: int = 1) -> tuple[CamVid, CamVid, DataLoader, DataLoader]:
     probe = CamVid(cfg.data, cfg.train_split, lambda **kw: kw, label_format=cfg.label_format, classes=cfg.classes)
     void = probe.ignore_index
-    train_set = CamVid(cfg.data, cfg.train_split, train_transform(cfg, info.mean, info.std, void),
+    train_set = CamVid(cfg.data, cfg.train_split, train_transform(cfg, info.mean, info.std, void, probe.classes),
                        label_format=cfg.label_format, classes=cfg.classes)
     val_set = CamVid(cfg.data, cfg.val_split, EvalTransform(info.mean, info.std),
                      label_format=cfg.label_format, classes=cfg.classes)
