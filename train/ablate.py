@@ -63,7 +63,6 @@ ROWS: tuple[tuple[str, dict], ...] = (
 )
 
 
-
 def row_config(name: str, overrides: dict, data: str, out: Path) -> TrainConfig:
     return TrainConfig(**{**BASE, **overrides, "data": data, "out": str(out / name)})
 

@@ -25,8 +25,7 @@ def _crop(cfg: TrainConfig, classes: tuple[str, ...], void: int) -> A.BasicTrans
                     A.CropNonEmptyMaskIfExists(**size, ignore_values=others, p=cfg.rare_crop)], p=1.0)
 
 
-def train_transform(cfg: TrainConfig, mean: tuple, std: tuple, void: int,
-                    classes: tuple[str, ...] = ()) -> A.Compose:
+def train_transform(cfg: TrainConfig, mean: tuple, std: tuple, void: int, classes: tuple[str, ...]) -> A.Compose:
     fill = {"border_mode": cv2.BORDER_CONSTANT, "fill": 0, "fill_mask": void}
     steps = [
         # scale_limit is relative to 1: (min-1, max-1) gives factors in [min, max].
