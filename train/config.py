@@ -20,6 +20,10 @@ def knob(default: Any, help: str, *, min: float | None = None, max: float | None
     return field(default=default, metadata=metadata)
 
 
+# The thin classes: about 1% of CamVid's labelled pixels each, and the thin-class target.
+THIN_CLASSES = ("Pole", "SignSymbol", "Fence", "Pedestrian", "Bicyclist")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     model: str = knob("deeplab", "Preset (fcn, unet, deeplab) or architecture name (see `streamseg models --all`).")
@@ -66,8 +70,8 @@ class TrainConfig:
                                      "and `export` through the checkpoint's input_size.", min=0, min_open=True)
     # Rare-class sampling (DAFormer, Hoyer et al., 2022): a crop placed at random is mostly road, sky and
     # building. On CamVid it lifts SignSymbol, not Pole or the mean (docs/results/fcn/lineage.md), so off.
-    rare_crop: float = knob(0.0, "Share of training crops centred on a pixel of a thin class (Pole, SignSymbol, "
-                                 "Fence, Pedestrian, Bicyclist) instead of placed at random; 0 = off.", min=0, max=1)
+    rare_crop: float = knob(0.0, "Share of training crops centred on a pixel of a thin class "
+                                 f"({', '.join(THIN_CLASSES)}) instead of placed at random; 0 = off.", min=0, max=1)
     hflip: bool = knob(True, "Random horizontal flips.")
     vflip: bool = knob(False, "Random vertical flips.")                  # off: road scenes have a fixed "up"
     rotate: float = knob(10.0, "Max random rotation (degrees, 0 = off).", min=0, max=180)
@@ -100,10 +104,6 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# The thin classes: about 1% of CamVid's labelled pixels each, and the thin-class target.
-THIN_CLASSES = ("Pole", "SignSymbol", "Fence", "Pedestrian", "Bicyclist")
 
 
 def weighted(loss: str) -> bool:
