@@ -35,6 +35,8 @@ CLASSIC_UNET = ("encoder=classic", "base_channels=8", "depth=4")
 ROWS: tuple[tuple[str, dict], ...] = (
     ("baseline", {}),
     ("seed-2", {"seed": 2}),  # the same recipe again: the noise floor every other row is read against
+    ("seed-3", {"seed": 3}),
+    ("seed-4", {"seed": 4}),
     ("loss-ce", {"loss": "ce"}),
     ("loss-wce", {"loss": "wce"}),
     ("loss-ohem", {"loss": "ohem"}),
@@ -140,7 +142,7 @@ NOTES = """
   across the loss rows); train loss is measured on augmented crops, val loss on full frames.
 - *precision*: what the training steps ran in. `--amp` on a CPU with native bf16 picks bfloat16 only where
   a few timed steps show it faster than float32 for that model.
-- *seed-2* repeats the baseline with another seed: a Δ smaller than its Δ is noise.
+- *seed-2* to *seed-4* repeat the baseline with other seeds: a Δ within their spread is noise.
 - *rare-crop-0.5* centres half the training crops on a pixel of a thin class (`--rare-crop 0.5`); the
   other rows crop at random.
 - *unet-float32*, *unet-amp* ran on the classic UNet (8 base channels, depth 4: the `unet` preset until
