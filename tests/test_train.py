@@ -498,3 +498,54 @@ def test_rare_crop_centres_crops_on_thin_classes() -> None:
     assert hits(1.0) == 40 and hits(0.0) < 20
     with pytest.raises(ValueError, match="--rare-crop needs Pole"):
         train_transform(TrainConfig(rare_crop=0.5), (0, 0, 0), (1, 1, 1), 2, ("Sky", "Road"))
+
+
+@pytest.fixture(scope="module")
+def poles(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Tiny CamVid whose train frames each hold one pole (a 2 px column, white in the image) at x = 5 + 3i."""
+    from streamseg.data import CAMVID_CLASSES
+    root = make_camvid(tmp_path_factory.mktemp("poles"))
+    for i, path in enumerate(sorted((root / "trainannot").glob("*.png"))):
+        mask, image = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE), cv2.imread(str(root / "train" / path.name))
+        mask[5:30, 5 + 3 * i:7 + 3 * i], image[5:30, 5 + 3 * i:7 + 3 * i] = CAMVID_CLASSES.index("Pole"), 255
+        cv2.imwrite(str(path), mask)
+        cv2.imwrite(str(root / "train" / path.name), image)
+    return root
+
+
+def test_paste_copies_thin_objects_in_place_or_mirrored(poles: Path) -> None:
+    """--paste: every frame gets one other frame's pole pixels (RGB and label), at their place or mirrored."""
+    import albumentations as A
+
+    from streamseg.data import CAMVID_CLASSES, CamVid, read_rgb
+    from train.transforms import ThinPaste, thin_cutouts
+    dataset = CamVid(poles, "train", lambda **kw: kw)
+    cutouts = thin_cutouts(dataset)
+    pole = CAMVID_CLASSES.index("Pole")
+    assert len(cutouts) == len(dataset) and all((c.label == pole).all() and (c.rgb == 255).all() for c in cutouts)
+    image, mask = read_rgb(dataset.pairs[0][0]), dataset.read_mask(dataset.pairs[0][1])
+    paste = ThinPaste(A.Compose([]), cutouts, p=1.0)
+    paste.set_random_seed(0)
+    columns = set()
+    for _ in range(40):
+        out = paste(image, mask)
+        added = (out["mask"] == pole) & (mask != pole)
+        assert (out["image"][added] == 255).all() and (out["mask"][~added] == mask[~added]).all()
+        columns |= {int(x) for x in np.flatnonzero(added.any(0))}
+    width = mask.shape[1]
+    at_place = {5 + 3 * i + d for i in range(len(cutouts)) for d in (0, 1)}
+    assert columns <= at_place | {width - 1 - x for x in at_place} and columns & at_place and columns - at_place
+    assert (dataset.read_mask(dataset.pairs[0][1]) == mask).all()  # the frame read is not changed
+    paste.set_random_seed(7)
+    first = paste(image, mask)["mask"]
+    paste.set_random_seed(7)
+    assert (paste(image, mask)["mask"] == first).all()
+    assert (ThinPaste(A.Compose([]), cutouts, p=0.0)(image, mask)["mask"] == mask).all()
+
+
+def test_paste_trains_and_refuses_labels_without_thin_objects(poles: Path, tmp_path: Path) -> None:
+    result = run_train("--model", "fcn", "--data", poles, "--out", tmp_path / "run", *TINY, "--paste", "0.5")
+    assert result.exit_code == 0, result.output
+    result = run_train("--model", "fcn", "--data", make_camvid_color(tmp_path / "color"), "--out", tmp_path / "c",
+                       "--classes", "camvid32", *TINY, "--paste", "0.5")
+    assert result.exit_code != 0 and "--paste needs one of Pole" in result.output, result.output

@@ -72,6 +72,10 @@ class TrainConfig:
     # building. On CamVid it lifts SignSymbol, not Pole or the mean (docs/results/fcn/lineage.md), so off.
     rare_crop: float = knob(0.0, "Share of training crops centred on a pixel of a thin class "
                                  f"({', '.join(THIN_CLASSES)}) instead of placed at random; 0 = off.", min=0, max=1)
+    # Off: measured on the unseen sequence in docs/results/fcn/lineage.md.
+    paste: float = knob(0.0, "Share of training frames that get another training frame's Pole, SignSymbol, "
+                             "Pedestrian and Bicyclist pixels pasted at the same place (mirrored half the time) "
+                             "before the other augmentations; 0 = off.", min=0, max=1)
     hflip: bool = knob(True, "Random horizontal flips.")
     vflip: bool = knob(False, "Random vertical flips.")                  # off: road scenes have a fixed "up"
     rotate: float = knob(10.0, "Max random rotation (degrees, 0 = off).", min=0, max=180)

@@ -25,7 +25,7 @@ from streamseg.preprocess import scaled_size
 
 from .config import TrainConfig, weighted
 from .losses import CLASS_WEIGHTS, build_loss
-from .transforms import train_transform
+from .transforms import ThinPaste, thin_cutouts, train_transform
 
 
 def setup_distributed() -> tuple[int, int, torch.device]:
@@ -88,8 +88,10 @@ def build_data(cfg: TrainConfig, info: ModelInfo, rank: int = 0,
                world: int = 1) -> tuple[CamVid, CamVid, DataLoader, DataLoader]:
     probe = CamVid(cfg.data, cfg.train_split, lambda **kw: kw, label_format=cfg.label_format, classes=cfg.classes)
     void = probe.ignore_index
-    train_set = CamVid(cfg.data, cfg.train_split, train_transform(cfg, info.mean, info.std, void, probe.classes),
-                       label_format=cfg.label_format, classes=cfg.classes)
+    transform = train_transform(cfg, info.mean, info.std, void, probe.classes)
+    if cfg.paste > 0:
+        transform = ThinPaste(transform, thin_cutouts(probe), cfg.paste)
+    train_set = CamVid(cfg.data, cfg.train_split, transform, label_format=cfg.label_format, classes=cfg.classes)
     val_set = CamVid(cfg.data, cfg.val_split, EvalTransform(info.mean, info.std),
                      label_format=cfg.label_format, classes=cfg.classes)
     if math.ceil(len(train_set) / world) < cfg.batch_size:  # drop_last would leave no step at all

@@ -3,10 +3,19 @@ nearest-neighbour interpolation, and pixels revealed by padding/rotation are
 void in the mask (so they cost nothing in the loss)."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import albumentations as A
 import cv2
+import numpy as np
+
+from streamseg.data import CamVid, read_rgb
 
 from .config import THIN_CLASSES, TrainConfig
+
+# The thin classes that are objects. Fence, a surface that fills a fifth of some frames, is left
+# out: pasted, it would hide whole cars and pedestrians.
+PASTE_CLASSES = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist")
 
 
 def _crop(cfg: TrainConfig, classes: tuple[str, ...], void: int) -> A.BasicTransform:
@@ -46,3 +55,58 @@ def train_transform(cfg: TrainConfig, mean: tuple, std: tuple, void: int, classe
         steps.append(A.ColorJitter(brightness=j, contrast=j, saturation=j, hue=min(j / 4, 0.5), p=0.8))
     steps.append(A.Normalize(mean=mean, std=std))
     return A.Compose(steps)
+
+
+@dataclass(frozen=True)
+class Cutout:
+    """One training frame's thin-object pixels: flat indices into its (H, W), their RGB and labels."""
+    shape: tuple[int, int]
+    index: np.ndarray
+    rgb: np.ndarray
+    label: np.ndarray
+
+
+def thin_cutouts(dataset: CamVid) -> list[Cutout]:
+    """The PASTE_CLASSES pixels of every frame of `dataset` that has any (read once, a few MB)."""
+    wanted = [i for i, name in enumerate(dataset.classes) if name in PASTE_CLASSES]
+    if not wanted:
+        raise ValueError(f"--paste needs one of {', '.join(PASTE_CLASSES)} among the classes; "
+                         f"these labels have {', '.join(dataset.classes)}")
+    cutouts = []
+    for image_path, label_path in dataset.pairs:
+        mask = dataset.read_mask(label_path)
+        index = np.flatnonzero(np.isin(mask, wanted))
+        if index.size:
+            rgb = read_rgb(image_path).reshape(-1, 3)
+            if len(rgb) != mask.size:
+                raise ValueError(f"{image_path} and its label {label_path} differ in size")
+            cutouts.append(Cutout(mask.shape, index, rgb[index], mask.reshape(-1)[index]))
+    return cutouts
+
+
+class ThinPaste:
+    """Copy-paste of thin objects before `transform`: ClassMix (Olsson et al., WACV 2021) narrowed to
+    PASTE_CLASSES. With probability `p` a frame gets a random training frame's thin-object pixels at
+    the same place, mirrored half the time. Driving frames share one perspective, so a pole moved
+    this way still stands where poles stand; the mirror doubles the places."""
+
+    def __init__(self, transform: A.Compose, cutouts: list[Cutout], p: float) -> None:
+        self.transform, self.cutouts, self.p = transform, cutouts, p
+        self.rng = np.random.default_rng()
+
+    def set_random_seed(self, seed: int) -> None:  # setup.seed_transform's hook, as Albumentations'
+        self.rng = np.random.default_rng(seed)
+        self.transform.set_random_seed(seed)
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray) -> dict:
+        if self.cutouts and self.rng.random() < self.p:
+            cut = self.cutouts[self.rng.integers(len(self.cutouts))]
+            if cut.shape == mask.shape:  # a frame of another size keeps its own pixels
+                index = cut.index
+                if self.rng.random() < 0.5:
+                    width = mask.shape[1]
+                    index = index - 2 * (index % width) + width - 1  # x -> width - 1 - x
+                image, mask = image.copy(), mask.copy()
+                image.reshape(-1, 3)[index] = cut.rgb
+                mask.reshape(-1)[index] = cut.label
+        return self.transform(image=image, mask=mask)
