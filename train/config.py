@@ -72,8 +72,9 @@ class TrainConfig:
     # building. On CamVid it lifts SignSymbol, not Pole or the mean (docs/results/fcn/lineage.md), so off.
     rare_crop: float = knob(0.0, "Share of training crops centred on a pixel of a thin class "
                                  f"({', '.join(THIN_CLASSES)}) instead of placed at random; 0 = off.", min=0, max=1)
-    # ClassMix-style copy-paste (Olsson et al., 2021) of the thin objects. Off: it lifts SignSymbol and val's
-    # mean a little, not Pole or the unseen sequence's mean (docs/results/fcn/lineage.md, copy-paste).
+    # ClassMix-style copy-paste (Olsson et al., 2021) of the thin objects. Off by default: it lifts SignSymbol
+    # and val's mean a little (fcn's last restart uses 0.5), not Pole or the unseen sequence's mean
+    # (docs/results/fcn/lineage.md, copy-paste).
     paste: float = knob(0.0, "Share of training frames that get another training frame's Pole, SignSymbol, "
                              "Pedestrian and Bicyclist pixels pasted at the same place (mirrored half the time) "
                              "before the other augmentations; 0 = off.", min=0, max=1)

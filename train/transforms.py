@@ -67,7 +67,7 @@ class Cutout:
 
 
 def thin_cutouts(dataset: CamVid) -> list[Cutout]:
-    """The PASTE_CLASSES pixels of every frame of `dataset` that has any (read once, a few MB)."""
+    """The PASTE_CLASSES pixels of every frame of `dataset` that has any (read once: ~25 MB for CamVid's train)."""
     wanted = [i for i, name in enumerate(dataset.classes) if name in PASTE_CLASSES]
     if not wanted:
         raise ValueError(f"--paste needs one of {', '.join(PASTE_CLASSES)} among the classes; "
