@@ -22,6 +22,9 @@ def knob(default: Any, help: str, *, min: float | None = None, max: float | None
 
 # The thin classes: about 1% of CamVid's labelled pixels each, and the thin-class target.
 THIN_CLASSES = ("Pole", "SignSymbol", "Fence", "Pedestrian", "Bicyclist")
+# The thin classes that are objects, for --paste. Fence, a surface that fills a fifth of some frames, is
+# left out: pasted, it would hide whole cars and pedestrians.
+PASTE_CLASSES = tuple(name for name in THIN_CLASSES if name != "Fence")
 
 
 @dataclass(frozen=True)
@@ -75,8 +78,8 @@ class TrainConfig:
     # ClassMix-style copy-paste (Olsson et al., 2021) of the thin objects. Off by default: it lifts SignSymbol
     # and val's mean a little (fcn's last restart uses 0.5), not Pole or the unseen sequence's mean
     # (docs/results/fcn/lineage.md, copy-paste).
-    paste: float = knob(0.0, "Share of training frames that get another training frame's Pole, SignSymbol, "
-                             "Pedestrian and Bicyclist pixels pasted at the same place (mirrored half the time) "
+    paste: float = knob(0.0, f"Share of training frames that get another training frame's pixels of "
+                             f"{', '.join(PASTE_CLASSES)} pasted at the same place (mirrored half the time) "
                              "before the other augmentations; 0 = off.", min=0, max=1)
     hflip: bool = knob(True, "Random horizontal flips.")
     vflip: bool = knob(False, "Random vertical flips.")                  # off: road scenes have a fixed "up"

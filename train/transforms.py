@@ -11,11 +11,7 @@ import numpy as np
 
 from streamseg.data import CamVid, read_rgb
 
-from .config import THIN_CLASSES, TrainConfig
-
-# The thin classes that are objects. Fence, a surface that fills a fifth of some frames, is left
-# out: pasted, it would hide whole cars and pedestrians.
-PASTE_CLASSES = ("Pole", "SignSymbol", "Pedestrian", "Bicyclist")
+from .config import PASTE_CLASSES, THIN_CLASSES, TrainConfig
 
 
 def _crop(cfg: TrainConfig, classes: tuple[str, ...], void: int) -> A.BasicTransform:
