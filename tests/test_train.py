@@ -523,6 +523,7 @@ def test_paste_copies_thin_objects_in_place_or_mirrored(poles: Path) -> None:
     cutouts = thin_cutouts(dataset)
     pole = CAMVID_CLASSES.index("Pole")
     assert len(cutouts) == len(dataset) and all((c.label == pole).all() and (c.rgb == 255).all() for c in cutouts)
+    assert len(thin_cutouts(dataset, ("Pole",))) == len(cutouts) and thin_cutouts(dataset, ("SignSymbol",)) == []
     image, mask = read_rgb(dataset.pairs[0][0]), dataset.read_mask(dataset.pairs[0][1])
     paste = ThinPaste(A.Compose([]), cutouts, p=1.0)
     paste.set_random_seed(0)
@@ -549,3 +550,8 @@ def test_paste_trains_and_refuses_labels_without_thin_objects(poles: Path, tmp_p
     result = run_train("--model", "fcn", "--data", make_camvid_color(tmp_path / "color"), "--out", tmp_path / "c",
                        "--classes", "camvid32", *TINY, "--paste", "0.5")
     assert result.exit_code != 0 and "--paste needs one of Pole" in result.output, result.output
+    result = run_train("--model", "fcn", "--data", poles, "--out", tmp_path / "typo", *TINY, "--paste", "0.5",
+                       "--paste-class", "Pole", "--paste-class", "Poles")
+    assert result.exit_code != 0 and "--paste-class Poles: not a class" in result.output, result.output
+    result = run_train("--model", "fcn", "--data", poles, "--out", tmp_path / "off", *TINY, "--paste-class", "Pole")
+    assert result.exit_code != 0 and "give --paste P" in result.output, result.output

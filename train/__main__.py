@@ -58,6 +58,8 @@ def _run(kwargs: dict[str, Any]) -> None:
         cfg = resumed_config(cfg, given) if cfg.resume else cfg
         if "class_weights" in given and not weighted(cfg.loss):  # else the flag would be silently ignored
             raise click.UsageError(f"--class-weights weights only --loss wce or wce+dice, not {cfg.loss}")
+        if "paste_class" in given and cfg.paste == 0:  # likewise
+            raise click.UsageError("--paste-class chooses what --paste copies: give --paste P (> 0) too")
         train(cfg)
     except (DataError, OSError, ValueError, PretrainedWeightsError) as error:  # incl. CheckpointError
         raise click.ClickException(str(error)) from None

@@ -22,8 +22,8 @@ def knob(default: Any, help: str, *, min: float | None = None, max: float | None
 
 # The thin classes: about 1% of CamVid's labelled pixels each, and the thin-class target.
 THIN_CLASSES = ("Pole", "SignSymbol", "Fence", "Pedestrian", "Bicyclist")
-# The thin classes that are objects, for --paste. Fence, a surface that fills a fifth of some frames, is
-# left out: pasted, it would hide whole cars and pedestrians.
+# The thin classes that are objects, --paste's default. Fence, a surface that fills a fifth of some frames,
+# is left out: pasted, it would hide whole cars and pedestrians.
 PASTE_CLASSES = tuple(name for name in THIN_CLASSES if name != "Fence")
 
 
@@ -76,11 +76,14 @@ class TrainConfig:
     rare_crop: float = knob(0.0, "Share of training crops centred on a pixel of a thin class "
                                  f"({', '.join(THIN_CLASSES)}) instead of placed at random; 0 = off.", min=0, max=1)
     # ClassMix-style copy-paste (Olsson et al., 2021) of the thin objects. Off by default: it lifts SignSymbol
-    # and val's mean a little (fcn's last restart uses 0.5), not Pole or the unseen sequence's mean
-    # (docs/results/fcn/lineage.md, copy-paste).
-    paste: float = knob(0.0, f"Share of training frames that get another training frame's pixels of "
-                             f"{', '.join(PASTE_CLASSES)} pasted at the same place (mirrored half the time) "
-                             "before the other augmentations; 0 = off.", min=0, max=1)
+    # in all three families and fcn's val mean a little (fcn's last restart uses 0.5), not unet's or deeplab's
+    # mean, Pole or the unseen sequence's mean (docs/results/{fcn,unet,deeplab}/lineage.md, copy-paste).
+    paste: float = knob(0.0, "Share of training frames that get another training frame's pixels of the "
+                             "--paste-class classes pasted at the same place (mirrored half the time) before "
+                             "the other augmentations; 0 = off.", min=0, max=1)
+    # Which classes --paste copies: names of the dataset's classes, so other label sets can use it.
+    paste_class: tuple[str, ...] = knob((), "A class --paste copies, repeatable (default: those of "
+                                            f"{', '.join(PASTE_CLASSES)} the labels have).")
     hflip: bool = knob(True, "Random horizontal flips.")
     vflip: bool = knob(False, "Random vertical flips.")                  # off: road scenes have a fixed "up"
     rotate: float = knob(10.0, "Max random rotation (degrees, 0 = off).", min=0, max=180)

@@ -90,7 +90,7 @@ def build_data(cfg: TrainConfig, info: ModelInfo, rank: int = 0,
     void = probe.ignore_index
     transform = train_transform(cfg, info.mean, info.std, void, probe.classes)
     if cfg.paste > 0:
-        transform = ThinPaste(transform, thin_cutouts(probe), cfg.paste)
+        transform = ThinPaste(transform, thin_cutouts(probe, cfg.paste_class), cfg.paste)
     train_set = CamVid(cfg.data, cfg.train_split, transform, label_format=cfg.label_format, classes=cfg.classes)
     val_set = CamVid(cfg.data, cfg.val_split, EvalTransform(info.mean, info.std),
                      label_format=cfg.label_format, classes=cfg.classes)

@@ -62,11 +62,16 @@ class Cutout:
     label: np.ndarray
 
 
-def thin_cutouts(dataset: CamVid) -> list[Cutout]:
-    """The PASTE_CLASSES pixels of every frame of `dataset` that has any (read once: ~25 MB for CamVid's train)."""
-    wanted = [i for i, name in enumerate(dataset.classes) if name in PASTE_CLASSES]
+def thin_cutouts(dataset: CamVid, names: tuple[str, ...] = ()) -> list[Cutout]:
+    """The pixels of classes `names` (default: those of PASTE_CLASSES the labels have) of every frame of
+    `dataset` that has any (read once: ~25 MB for CamVid's train and the default classes)."""
+    unknown = [name for name in names if name not in dataset.classes]
+    if unknown:
+        raise ValueError(f"--paste-class {', '.join(unknown)}: not a class of these labels "
+                         f"({', '.join(dataset.classes)})")
+    wanted = [i for i, name in enumerate(dataset.classes) if name in (names or PASTE_CLASSES)]
     if not wanted:
-        raise ValueError(f"--paste needs one of {', '.join(PASTE_CLASSES)} among the classes; "
+        raise ValueError(f"--paste needs one of {', '.join(PASTE_CLASSES)} among the classes (or --paste-class); "
                          f"these labels have {', '.join(dataset.classes)}")
     cutouts = []
     for image_path, label_path in dataset.pairs:
@@ -81,10 +86,10 @@ def thin_cutouts(dataset: CamVid) -> list[Cutout]:
 
 
 class ThinPaste:
-    """Copy-paste of thin objects before `transform`: ClassMix (Olsson et al., WACV 2021) narrowed to
-    PASTE_CLASSES. With probability `p` a frame gets a random training frame's thin-object pixels at
-    the same place, mirrored half the time. Driving frames share one perspective, so a pole moved
-    this way still stands where poles stand; the mirror doubles the places."""
+    """Copy-paste of thin objects before `transform`: ClassMix (Olsson et al., WACV 2021) narrowed to a
+    few classes (PASTE_CLASSES by default). With probability `p` a frame gets a random training frame's
+    pixels of them at the same place, mirrored half the time. Driving frames share one perspective, so a
+    pole moved this way still stands where poles stand; the mirror doubles the places."""
 
     def __init__(self, transform: A.Compose, cutouts: list[Cutout], p: float) -> None:
         self.transform, self.cutouts, self.p = transform, cutouts, p
