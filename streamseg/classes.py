@@ -129,6 +129,16 @@ def color_to_index(label_rgb: np.ndarray, colors: list[ColorClass], *,
     return np.where(keys[pos] == packed, values[pos], void).astype(np.uint8)
 
 
+def class_indices(names: tuple[str, ...] | list[str], classes: tuple[str, ...] | list[str]) -> list[int]:
+    """The positions of `names` in `classes`, matched case-insensitively as every class-name option takes
+    them (`run --classes`, `train --paste-class`); ValueError names the unknown ones and the classes."""
+    lookup = {name.lower(): i for i, name in enumerate(classes)}
+    unknown = [name for name in names if name.lower() not in lookup]
+    if unknown:
+        raise ValueError(f"unknown class(es) {', '.join(unknown)}; the classes are {', '.join(classes)}")
+    return [lookup[name.lower()] for name in names]
+
+
 def palette_array(palette: tuple[tuple[int, int, int], ...] | list = CAMVID_PALETTE) -> np.ndarray:
     """The palette as a `(256, 3) uint8` lookup table; unknown/void indices are black."""
     table = np.zeros((256, 3), dtype=np.uint8)

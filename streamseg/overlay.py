@@ -13,8 +13,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from .classes import class_indices, palette_array
 from .modelinfo import ModelInfo
-from .classes import palette_array
 
 VIEWS = ("overlay", "mask", "side-by-side")
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -39,16 +39,12 @@ def class_palette(info: ModelInfo, colors: tuple[tuple[str, tuple[int, int, int]
 
 
 def class_filter(info: ModelInfo, names: tuple[str, ...] | None) -> np.ndarray:
-    """`(256,) bool` lookup: which label values are drawn. Names match case-insensitively."""
+    """`(256,) bool` lookup: which label values are drawn (`names` as `class_indices` reads them)."""
     drawn = np.zeros(256, dtype=bool)
     if names is None:
         drawn[: info.num_classes] = True
         return drawn
-    lookup = {name.lower(): i for i, name in enumerate(info.classes)}
-    unknown = [name for name in names if name.lower() not in lookup]
-    if unknown:
-        raise ValueError(f"unknown class(es) {', '.join(unknown)}; the model has {', '.join(info.classes)}")
-    drawn[[lookup[name.lower()] for name in names]] = True
+    drawn[class_indices(names, info.classes)] = True
     return drawn
 
 

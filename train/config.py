@@ -82,7 +82,7 @@ class TrainConfig:
                              "--paste-class classes pasted at the same place (mirrored half the time) before "
                              "the other augmentations; 0 = off.", min=0, max=1)
     # Which classes --paste copies: names of the dataset's classes, so other label sets can use it.
-    paste_class: tuple[str, ...] = knob((), "A class --paste copies, repeatable (default: those of "
+    paste_class: tuple[str, ...] = knob((), "A class --paste copies, in any case, repeatable (default: those of "
                                             f"{', '.join(PASTE_CLASSES)} the labels have).")
     hflip: bool = knob(True, "Random horizontal flips.")
     vflip: bool = knob(False, "Random vertical flips.")                  # off: road scenes have a fixed "up"

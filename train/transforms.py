@@ -9,6 +9,7 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from streamseg.classes import class_indices
 from streamseg.data import CamVid, read_rgb
 
 from .config import PASTE_CLASSES, THIN_CLASSES, TrainConfig
@@ -65,11 +66,13 @@ class Cutout:
 def thin_cutouts(dataset: CamVid, names: tuple[str, ...] = ()) -> list[Cutout]:
     """The pixels of classes `names` (default: those of PASTE_CLASSES the labels have) of every frame of
     `dataset` that has any (read once: ~25 MB for CamVid's train and the default classes)."""
-    unknown = [name for name in names if name not in dataset.classes]
-    if unknown:
-        raise ValueError(f"--paste-class {', '.join(unknown)}: not a class of these labels "
-                         f"({', '.join(dataset.classes)})")
-    wanted = [i for i, name in enumerate(dataset.classes) if name in (names or PASTE_CLASSES)]
+    if names:
+        try:
+            wanted = class_indices(names, dataset.classes)
+        except ValueError as error:
+            raise ValueError(f"--paste-class: {error}") from None
+    else:
+        wanted = [i for i, name in enumerate(dataset.classes) if name in PASTE_CLASSES]
     if not wanted:
         raise ValueError(f"--paste needs one of {', '.join(PASTE_CLASSES)} among the classes (or --paste-class); "
                          f"these labels have {', '.join(dataset.classes)}")
